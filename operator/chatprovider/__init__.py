@@ -1,0 +1,1 @@
+"""chatprovider: register OpenAI-compatible chat endpoints as Kubernetes resources and relay to them."""
