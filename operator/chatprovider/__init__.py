@@ -1,1 +1,1 @@
-"""chatprovider: register OpenAI-compatible chat endpoints as Kubernetes resources and relay to them."""
+"""chatprovider: OpenAI-compatible chat endpoints as Kubernetes resources, and a relay to them."""

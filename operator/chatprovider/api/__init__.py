@@ -1,4 +1,4 @@
-"""The ChatProvider API (``ai.chatprovider.dev/v1alpha1``): pydantic models and the CRD built from them."""
+"""The ChatProvider API (``ai.chatprovider.dev/v1alpha1``): pydantic models and their CRD."""
 
 from chatprovider.api.v1alpha1 import (
     GROUP,

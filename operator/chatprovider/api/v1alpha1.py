@@ -7,6 +7,7 @@ Attribute docstrings become the schema descriptions that ``kubectl explain`` sho
 
 from __future__ import annotations
 
+import typing
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -54,7 +55,7 @@ KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 CredentialHeader = Literal[
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"
 ]
-CREDENTIAL_HEADERS: tuple[str, ...] = CredentialHeader.__args__
+CREDENTIAL_HEADERS: tuple[str, ...] = typing.get_args(CredentialHeader)
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]

@@ -11,7 +11,6 @@ is killed with SIGKILL; :meth:`ControlPlane.stop` terminates them gracefully oth
 from __future__ import annotations
 
 import ctypes
-
 import secrets
 import shutil
 import signal
@@ -134,7 +133,8 @@ class ControlPlane:
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="chatprovider-plane-"))
         # etcd's data lives on tmpfs when there is one: fast, and nothing to fsync.
         shm = Path("/dev/shm")
-        self.etcd_dir = Path(tempfile.mkdtemp(prefix="chatprovider-etcd-", dir=shm if shm.is_dir() else None))
+        tmp = shm if shm.is_dir() else None
+        self.etcd_dir = Path(tempfile.mkdtemp(prefix="chatprovider-etcd-", dir=tmp))
         self.start_timeout = start_timeout
         self.etcd_port, self.etcd_peer_port, self.api_port = free_port(), free_port(), free_port()
         self.admin_token = secrets.token_urlsafe(32)

@@ -1,0 +1,35 @@
+# The README's two commands are `make up` (the demo) and `make test` (everything CI runs).
+CACHE ?= $(HOME)/.cache/chatprovider
+VENV  ?= $(CACHE)/venv
+BIN   := $(VENV)/bin
+PYTEST_ARGS ?=
+
+.PHONY: setup up test lint typecheck unit integration crds check-crds clean-cache
+
+setup:            ## install everything (idempotent; caches under ~/.cache/chatprovider)
+	bash scripts/setup.sh
+
+up: setup         ## run the local control plane, the operator, the relay and a demo provider
+	$(BIN)/chatprovider up
+
+lint:
+	$(BIN)/ruff check operator tests
+	$(BIN)/lint-imports
+
+typecheck:
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/pytest tests/integration -q $(PYTEST_ARGS)
+
+test: setup lint typecheck   ## everything: lint, types, unit and integration tests
+	$(BIN)/pytest -q --junitxml=$(CACHE)/junit.xml $(PYTEST_ARGS)
+
+crds:             ## regenerate crds/ from the pydantic models
+	$(BIN)/python -m chatprovider.api.crd
+
+check-crds:
+	$(BIN)/python -m chatprovider.api.crd --check
