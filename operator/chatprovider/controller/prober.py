@@ -1,0 +1,198 @@
+"""One check of an endpoint over HTTP: models discovery and the optional test message.
+
+The only module of the operator that talks to upstream servers. It returns a
+:class:`~chatprovider.domain.probe.ProbeResult`; classification into conditions is pure
+(:func:`chatprovider.domain.probe.assess`). The key is sent as ``Authorization: Bearer`` and
+appears in no result, message or log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import ssl
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+from yarl import URL
+
+from chatprovider.api.v1alpha1 import ChatProviderSpec
+from chatprovider.domain.conditions import Reason
+from chatprovider.domain.discovery import ModelsShapeError, parse_models
+from chatprovider.domain.durations import parse_duration
+from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
+from chatprovider.domain.probe import CallOutcome, ProbeResult
+from chatprovider.upstream.transport import EgressDenied, TransportProfile, Transports
+
+__all__ = ["ProbeRequest", "probe", "USER_AGENT"]
+
+USER_AGENT = "chatprovider-operator/0.1"
+_MAX_REDIRECTS = 3
+
+
+@dataclass(frozen=True)
+class ProbeRequest:
+    """What to probe. ``api_key`` is secret."""
+
+    spec: ChatProviderSpec
+    api_key: str | None
+    ca_pem: bytes | None
+    references: tuple[Reason, str]
+
+
+async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> ProbeResult:
+    spec = req.spec
+    base = ProbeResult(references=req.references, static_models=tuple(spec.models.static),
+                       allow=tuple(spec.models.allow))
+    try:
+        endpoint = resolve_endpoint(spec.endpoint)
+    except InvalidEndpoint as exc:
+        return _replace(base, endpoint_error=str(exc))
+    if req.references[0] not in (Reason.SECRET_RESOLVED, Reason.NO_SECRET_REQUIRED):
+        return base
+    profile = TransportProfile(ca_pem=req.ca_pem,
+                               insecure_skip_verify=spec.tls.insecure_skip_verify,
+                               proxy=spec.proxy.url if spec.proxy else None)
+    session = transports.session(profile)
+    headers = {h.name: h.value for h in spec.headers}
+    headers.update({"User-Agent": USER_AGENT, "Accept": "application/json",
+                    "Accept-Encoding": "identity"})
+    if req.api_key:
+        headers["Authorization"] = f"Bearer {req.api_key}"
+    timeout = aiohttp.ClientTimeout(
+        total=parse_duration(spec.timeouts.request) + parse_duration(spec.timeouts.connect),
+        sock_connect=parse_duration(spec.timeouts.connect),
+    )
+    call = _Caller(session, transports, endpoint, headers, timeout, body_limit, profile)
+    models_call = await call.models() if spec.discovery.enabled else None
+    verify_call = None
+    if spec.verification.enabled and spec.verification.model:
+        verify_call = await call.verify(spec.verification.model, spec.verification.max_tokens)
+    return _replace(base, models_call=models_call, verify_call=verify_call)
+
+
+def _replace(result: ProbeResult, **changes: Any) -> ProbeResult:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+class _Caller:
+    def __init__(self, session: aiohttp.ClientSession, transports: Transports,
+                 endpoint: ResolvedEndpoint, headers: dict[str, str],
+                 timeout: aiohttp.ClientTimeout, body_limit: int, profile: TransportProfile
+                 ) -> None:
+        self.session, self.transports, self.endpoint = session, transports, endpoint
+        self.headers, self.timeout, self.body_limit = headers, timeout, body_limit
+        self.proxy = profile.proxy
+
+    async def models(self) -> CallOutcome:
+        outcome, payload = await self._call("GET", self.endpoint.models_url, None)
+        if outcome.failure is not None or outcome.status != 200:
+            return outcome
+        try:
+            models = tuple(parse_models(payload))
+        except ModelsShapeError as exc:
+            return _with(outcome, shape_error=str(exc))
+        return _with(outcome, models=models)
+
+    async def verify(self, model: str, max_tokens: int) -> CallOutcome:
+        body = {"model": model, "max_tokens": max_tokens, "stream": False,
+                "messages": [{"role": "user", "content": "Reply with one word: ping"}]}
+        outcome, payload = await self._call("POST", self.endpoint.chat_completions_url, body)
+        if outcome.failure is None and outcome.status == 200:
+            choices = payload.get("choices") if isinstance(payload, dict) else None
+            if not isinstance(choices, list) or not choices:
+                return _with(outcome, shape_error="the answer is not an OpenAI chat completion")
+        return outcome
+
+    async def _call(self, method: str, url: str, body: Any) -> tuple[CallOutcome, Any]:
+        start = time.monotonic()
+        origin = urlsplit(url)[:2]
+        try:
+            for _ in range(_MAX_REDIRECTS + 1):
+                host = urlsplit(url).hostname or ""
+                self.transports.check_literal_host(host)
+                async with self.session.request(
+                    method, url, json=body, headers=self.headers, timeout=self.timeout,
+                    allow_redirects=False,
+                ) as resp:
+                    if resp.status in (301, 302, 303, 307, 308) and "Location" in resp.headers:
+                        target = str(resp.url.join(URL(resp.headers["Location"])))
+                        if urlsplit(target)[:2] != origin:
+                            return _fail(Reason.REDIRECT_REFUSED,
+                                         f"redirect to another origin refused ({resp.status})",
+                                         start), None
+                        url = target
+                        continue
+                    raw = await resp.content.read(self.body_limit + 1)
+                    latency = _ms(start)
+                    if len(raw) > self.body_limit:
+                        return CallOutcome(status=resp.status, latency_ms=latency,
+                                           shape_error="the answer is larger than the limit"), None
+                    try:
+                        payload = json.loads(raw) if raw else None
+                    except ValueError:
+                        return CallOutcome(status=resp.status, latency_ms=latency,
+                                           shape_error="the answer is not JSON"), None
+                    return CallOutcome(status=resp.status, latency_ms=latency), payload
+            return _fail(Reason.REDIRECT_REFUSED, "too many redirects", start), None
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - classified, never re-raised with the key
+            reason, detail = classify_transport_error(exc)
+            return _fail(reason, detail, start), None
+
+
+def _ms(start: float) -> int:
+    return int((time.monotonic() - start) * 1000)
+
+
+def _fail(reason: Reason, detail: str, start: float) -> CallOutcome:
+    return CallOutcome(failure=reason, detail=detail, latency_ms=_ms(start))
+
+
+def _with(outcome: CallOutcome, **changes: Any) -> CallOutcome:
+    from dataclasses import replace
+
+    return replace(outcome, **changes)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def classify_transport_error(exc: BaseException) -> tuple[Reason, str]:
+    """Map a client exception to a reason and a short message without any header value."""
+    chain = _chain(exc)
+    for e in chain:
+        if isinstance(e, EgressDenied):
+            return Reason.EGRESS_DENIED, str(e)
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            msg = (e.verify_message or str(e)).lower()
+            if e.verify_code == 62 or "hostname" in msg or "ip address mismatch" in msg:
+                return Reason.TLS_HOSTNAME_MISMATCH, f"certificate does not match the host: {msg}"
+            return Reason.TLS_UNKNOWN_AUTHORITY, f"certificate not trusted: {msg}"
+    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+        return Reason.PROXY_ERROR, "could not connect through the proxy"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return Reason.DNS_FAILURE, "the host name could not be resolved"
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return Reason.TLS_ERROR, f"TLS handshake failed ({type(exc).__name__})"
+    for e in chain:
+        if isinstance(e, ConnectionRefusedError):
+            return Reason.CONNECTION_REFUSED, "connection refused"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
+        return Reason.TIMEOUT, "no answer within the timeout"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return Reason.CONNECTION_FAILED, f"could not connect ({exc.os_error.strerror or 'error'})"
+    return Reason.CONNECTION_FAILED, f"connection failed ({type(exc).__name__})"

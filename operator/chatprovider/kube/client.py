@@ -1,0 +1,140 @@
+"""Async requests to the Kubernetes API: get, list, create, patch, watch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from chatprovider.kube.config import KubeConfig
+
+__all__ = ["ApiError", "KubeClient", "WatchEvent"]
+
+JSON = dict[str, Any]
+
+
+class ApiError(Exception):
+    """The API server answered with an error status (its ``Status`` message is kept)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status, self.reason, self.message = status, reason, message
+
+    @property
+    def not_found(self) -> bool:
+        return self.status == 404
+
+    @property
+    def forbidden(self) -> bool:
+        return self.status == 403
+
+    @property
+    def conflict(self) -> bool:
+        return self.status == 409
+
+    @property
+    def gone(self) -> bool:
+        return self.status == 410
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
+    object: JSON
+
+
+class KubeClient:
+    """One pooled HTTP session to the API server. Create inside a running event loop."""
+
+    def __init__(self, config: KubeConfig, *, timeout: float = 30.0, pool: int = 50) -> None:
+        self.config = config
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=10)
+        self._session = aiohttp.ClientSession(
+            base_url=config.server,
+            connector=aiohttp.TCPConnector(ssl=config.ssl_context(), limit=pool),
+            raise_for_status=False,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def __aenter__(self) -> KubeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/json"}
+        token = self.config.bearer_token()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        if content_type:
+            headers["Content-Type"] = content_type
+        return headers
+
+    async def request(
+        self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
+        params: Mapping[str, str] | None = None,
+    ) -> JSON:
+        data = None if body is None else json.dumps(body)
+        async with self._session.request(
+            method, path, data=data, params=params, timeout=self._timeout,
+            headers=self._headers(content_type if data is not None else None),
+        ) as resp:
+            text = await resp.text()
+            if resp.status >= 400:
+                raise _api_error(resp.status, text)
+            return json.loads(text) if text else {}
+
+    async def get(self, path: str, params: Mapping[str, str] | None = None) -> JSON:
+        return await self.request("GET", path, params=params)
+
+    async def create(self, path: str, body: JSON) -> JSON:
+        return await self.request("POST", path, body=body)
+
+    async def merge_patch(self, path: str, body: JSON) -> JSON:
+        return await self.request("PATCH", path, body=body,
+                                  content_type="application/merge-patch+json")
+
+    async def watch(
+        self, path: str, *, resource_version: str | None = None,
+        params: Mapping[str, str] | None = None, timeout_seconds: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        """Yield events until the server ends the watch (after ``timeout_seconds``).
+
+        The caller re-lists and re-watches; :class:`ApiError` with ``gone`` means the
+        resourceVersion is too old.
+        """
+        query = {"watch": "true", "allowWatchBookmarks": "true",
+                 "timeoutSeconds": str(timeout_seconds), **(params or {})}
+        if resource_version:
+            query["resourceVersion"] = resource_version
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10,
+                                        sock_read=timeout_seconds + 30)
+        async with self._session.get(path, params=query, headers=self._headers(),
+                                     timeout=timeout) as resp:
+            if resp.status >= 400:
+                raise _api_error(resp.status, await resp.text())
+            async for line in resp.content:
+                if not line.strip():
+                    continue
+                event = json.loads(line)
+                if event.get("type") == "ERROR":
+                    obj = event.get("object") or {}
+                    raise ApiError(int(obj.get("code", 500)), str(obj.get("reason", "")),
+                                   str(obj.get("message", "")))
+                yield WatchEvent(event["type"], event["object"])
+
+
+def _api_error(status: int, text: str) -> ApiError:
+    try:
+        body = json.loads(text)
+        return ApiError(status, str(body.get("reason", "")), str(body.get("message", text)))
+    except (ValueError, AttributeError):
+        return ApiError(status, "", text[:500])
+
+

@@ -1,0 +1,138 @@
+"""The in-memory view of ChatProviders that the operator and the relay share.
+
+It is fed from watch events (spec and status as the API server has them) and read on the relay's
+hot path, so reads are plain dictionary look-ups with no locking (single event loop) and no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
+
+__all__ = ["ObjectRef", "ProviderRef", "ProviderView", "Registry", "view_from_body"]
+
+
+@dataclass(frozen=True, order=True)
+class ProviderRef:
+    """Namespace and name of a ChatProvider."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """A Secret or ConfigMap in a namespace."""
+
+    kind: str  # "Secret" or "ConfigMap"
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.lower()}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class ProviderView:
+    """One ChatProvider as last observed: its spec, and what the operator wrote in status."""
+
+    ref: ProviderRef
+    uid: str
+    generation: int
+    spec: ChatProviderSpec
+    status: ChatProviderStatus
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    resource_version: str = ""
+
+    @property
+    def ready(self) -> bool:
+        """Ready=True for the current generation."""
+        for cond in self.status.conditions:
+            if cond.type == "Ready":
+                return cond.status == "True" and (
+                    self.status.observed_generation is None
+                    or self.status.observed_generation == self.generation
+                )
+        return False
+
+    @property
+    def model_ids(self) -> tuple[str, ...]:
+        return tuple(m.id for m in self.status.models)
+
+    def referenced_objects(self) -> tuple[ObjectRef, ...]:
+        """The Secrets and ConfigMaps this provider needs (its key and its CA bundle)."""
+        ns = self.ref.namespace
+        refs: list[ObjectRef] = []
+        if self.spec.api_key_secret_ref is not None:
+            refs.append(ObjectRef("Secret", ns, self.spec.api_key_secret_ref.name))
+        bundle = self.spec.tls.ca_bundle
+        if bundle is not None and bundle.secret_key_ref is not None:
+            refs.append(ObjectRef("Secret", ns, bundle.secret_key_ref.name))
+        if bundle is not None and bundle.config_map_key_ref is not None:
+            refs.append(ObjectRef("ConfigMap", ns, bundle.config_map_key_ref.name))
+        return tuple(refs)
+
+
+def view_from_body(body: Mapping[str, Any]) -> ProviderView:
+    """Build a view from a raw object; raises pydantic's ValidationError on a malformed spec."""
+    meta = body.get("metadata") or {}
+    return ProviderView(
+        ref=ProviderRef(str(meta.get("namespace", "")), str(meta.get("name", ""))),
+        uid=str(meta.get("uid", "")),
+        generation=int(meta.get("generation") or 0),
+        spec=ChatProviderSpec.model_validate(body.get("spec") or {}),
+        status=_status(body.get("status")),
+        annotations=dict(meta.get("annotations") or {}),
+        resource_version=str(meta.get("resourceVersion", "")),
+    )
+
+
+def _status(raw: Any) -> ChatProviderStatus:
+    try:
+        return ChatProviderStatus.model_validate(raw or {})
+    except ValidationError:  # a status written by someone else: treat as not yet checked
+        return ChatProviderStatus()
+
+
+Listener = Callable[[ProviderRef, ProviderView | None], None]
+
+
+class Registry:
+    """ChatProviders by reference, with change listeners and a version for cache keys."""
+
+    def __init__(self) -> None:
+        self._views: dict[ProviderRef, ProviderView] = {}
+        self._listeners: list[Listener] = []
+        self.version = 0
+
+    def upsert(self, view: ProviderView) -> None:
+        self._views[view.ref] = view
+        self.version += 1
+        for listener in self._listeners:
+            listener(view.ref, view)
+
+    def remove(self, ref: ProviderRef) -> None:
+        if self._views.pop(ref, None) is not None:
+            self.version += 1
+            for listener in self._listeners:
+                listener(ref, None)
+
+    def get(self, ref: ProviderRef) -> ProviderView | None:
+        return self._views.get(ref)
+
+    def __iter__(self) -> Iterator[ProviderView]:
+        return iter(list(self._views.values()))
+
+    def __len__(self) -> int:
+        return len(self._views)
+
+    def subscribe(self, listener: Listener) -> None:
+        self._listeners.append(listener)

@@ -1,0 +1,109 @@
+"""aiohttp sessions per transport profile, with the egress policy enforced at resolution time."""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import ssl
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+
+from chatprovider.domain.egress import EgressPolicy, parse_ip
+
+__all__ = ["EgressDenied", "PolicyResolver", "TransportProfile", "Transports"]
+
+
+class EgressDenied(OSError):
+    """Every address of the host is refused by the egress policy (the request was not sent)."""
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves with the system resolver, then drops addresses the policy refuses."""
+
+    def __init__(self, policy: EgressPolicy) -> None:
+        self._policy = policy
+        self._inner = DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        results = await self._inner.resolve(host, port, family)
+        allowed = [r for r in results if self._policy.check(r["host"])]
+        if not allowed:
+            reasons = "; ".join(sorted({self._policy.check(r["host"]).reason for r in results}))
+            raise EgressDenied(f"egress policy refuses {host}: {reasons}")
+        return allowed
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+
+@dataclass(frozen=True)
+class TransportProfile:
+    """What distinguishes one connection pool from another."""
+
+    ca_pem: bytes | None = None
+    insecure_skip_verify: bool = False
+    proxy: str | None = None
+
+    @property
+    def key(self) -> tuple[str, bool, str | None]:
+        digest = hashlib.sha256(self.ca_pem).hexdigest() if self.ca_pem else ""
+        return digest, self.insecure_skip_verify, self.proxy
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context()
+        if self.ca_pem:
+            ctx = ssl.create_default_context(cadata=self.ca_pem.decode("ascii", "replace"))
+        if self.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        return ctx
+
+
+class Transports:
+    """A cache of sessions by profile. Create and use inside one event loop."""
+
+    def __init__(self, policy: EgressPolicy, *, pool_size: int = 256,
+                 keepalive_timeout: float = 30.0) -> None:
+        self.policy = policy
+        self._pool_size = pool_size
+        self._keepalive = keepalive_timeout
+        self._sessions: dict[tuple[str, bool, str | None], aiohttp.ClientSession] = {}
+
+    def session(self, profile: TransportProfile) -> aiohttp.ClientSession:
+        session = self._sessions.get(profile.key)
+        if session is None or session.closed:
+            connector = aiohttp.TCPConnector(
+                ssl=profile.ssl_context(),
+                resolver=PolicyResolver(self.policy),
+                limit=self._pool_size,
+                limit_per_host=0,
+                keepalive_timeout=self._keepalive,
+                ttl_dns_cache=10,
+            )
+            kwargs: dict[str, Any] = {}
+            if profile.proxy:
+                kwargs["proxy"] = profile.proxy
+            session = aiohttp.ClientSession(
+                connector=connector, auto_decompress=False, trust_env=False, **kwargs
+            )
+            self._sessions[profile.key] = session
+        return session
+
+    def check_literal_host(self, host: str) -> None:
+        """aiohttp skips the resolver for IP literals: check those here (raises EgressDenied)."""
+        ip = parse_ip(host)
+        if ip is not None:
+            decision = self.policy.check(ip)
+            if not decision:
+                raise EgressDenied(f"egress policy refuses {host}: {decision.reason}")
+
+    async def close(self) -> None:
+        for session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()
