@@ -1,0 +1,146 @@
+"""The OpenAI-compatible routes of the dev server.
+
+Auth and the generic faults (hang, delays, error statuses, bad bodies) are applied before these
+handlers by :mod:`.app`; the handlers validate the body and answer from the cached encodings.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aiohttp import web
+
+from .reply import plan_reply
+from .state import body_of, snapshot_of, state_of
+from .stream import send_stream
+from .wire import (
+    chat_chunk_tails,
+    chat_completion_tail,
+    document,
+    embeddings_body,
+    error_body,
+    models_body,
+    text_chunk_tails,
+    text_completion_tail,
+)
+
+__all__ = ["add_routes", "error_response"]
+
+_JSON = "application/json"
+
+
+def error_response(
+    status: int, message: str, code: str | None = None, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """An answer with the OpenAI error envelope."""
+    return web.Response(
+        status=status, body=error_body(status, message, code), content_type=_JSON,
+        headers=headers,
+    )
+
+
+class _BadRequest(Exception):
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+def _checked_body(request: web.Request, required: str) -> dict[str, Any]:
+    """The JSON object body, with a string ``model`` known to the server (when strict) and the
+    ``required`` member; raises :class:`_BadRequest` with a 400 or 404 otherwise."""
+    body = body_of(request)
+    if not isinstance(body, dict):
+        raise _BadRequest(error_response(400, "The request body must be a JSON object."))
+    model = body.get("model")
+    if not isinstance(model, str) or not model:
+        raise _BadRequest(error_response(400, "You must provide a model parameter."))
+    if required not in body:
+        raise _BadRequest(error_response(400, f"Missing required parameter: '{required}'."))
+    state = state_of(request.app)
+    snapshot = snapshot_of(request)
+    if state.strict_models(snapshot) and model not in state.models(snapshot):
+        raise _BadRequest(error_response(404, f"The model `{model}` does not exist."))
+    return body
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and bool(options.get("include_usage"))
+
+
+async def _chat(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "messages")
+    except _BadRequest as bad:
+        return bad.response
+    if not isinstance(body["messages"], list) or not body["messages"]:
+        return error_response(400, "'messages' must be a non-empty array.")
+    state = state_of(request.app)
+    snapshot = snapshot_of(request)
+    reply = plan_reply(body, snapshot.stream_frames)
+    if body.get("stream") is True:
+        tails = chat_chunk_tails(reply, _include_usage(body))
+        return await send_stream(request, state, snapshot, b"chat.completion.chunk", tails)
+    data = document(
+        b"chat.completion", state.next_id(b"chatcmpl"), int(time.time()),
+        chat_completion_tail(reply),
+    )
+    return web.Response(body=data, content_type=_JSON)
+
+
+async def _completions(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "prompt")
+    except _BadRequest as bad:
+        return bad.response
+    state = state_of(request.app)
+    snapshot = snapshot_of(request)
+    reply = plan_reply(body, snapshot.stream_frames)
+    if body.get("stream") is True:
+        tails = text_chunk_tails(reply, _include_usage(body))
+        return await send_stream(request, state, snapshot, b"text_completion", tails)
+    data = document(
+        b"text_completion", state.next_id(b"cmpl"), int(time.time()), text_completion_tail(reply)
+    )
+    return web.Response(body=data, content_type=_JSON)
+
+
+async def _embeddings(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "input")
+    except _BadRequest as bad:
+        return bad.response
+    raw = body["input"]
+    inputs = raw if isinstance(raw, list) else [raw]
+    if not inputs:
+        return error_response(400, "'input' must not be empty.")
+    texts = [item if isinstance(item, str) else str(item) for item in inputs]
+    return web.Response(body=embeddings_body(body["model"], texts), content_type=_JSON)
+
+
+async def _models(request: web.Request) -> web.StreamResponse:
+    state = state_of(request.app)
+    snapshot = snapshot_of(request)
+    if snapshot.models_status == 405:
+        raise web.HTTPMethodNotAllowed(request.method, ["POST"])
+    if snapshot.models_status is not None:
+        raise web.HTTPNotFound()
+    flavour = state.flavour
+    data = models_body(state.models(snapshot), flavour.owned_by, int(time.time()))
+    return web.Response(body=data, content_type=_JSON)
+
+
+async def _health(request: web.Request) -> web.StreamResponse:
+    flavour = state_of(request.app).flavour
+    return web.Response(body=flavour.health_body, content_type="text/plain")
+
+
+def add_routes(app: web.Application, health_path: str) -> None:
+    """Register the routes on ``app``."""
+    app.router.add_get("/v1/models", _models, allow_head=False)
+    app.router.add_post("/v1/chat/completions", _chat)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_post("/v1/embeddings", _embeddings)
+    app.router.add_get(health_path, _health, allow_head=False)
