@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 __all__ = [
     "GROUP",
@@ -56,6 +57,38 @@ CredentialHeader = Literal[
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"
 ]
 CREDENTIAL_HEADERS: tuple[str, ...] = typing.get_args(CredentialHeader)
+
+#: The URL of an endpoint: http(s), a non-empty authority, no whitespace, query or fragment.
+ENDPOINT_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
+#: metav1.Condition's rule for a condition type (a CamelCase name, optionally domain-prefixed).
+CONDITION_TYPE_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$"
+)
+#: metav1.Condition's rule for a reason (a CamelCase identifier).
+CONDITION_REASON_PATTERN = r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+
+#: Field-level schema extras that make the API server treat a list as a set, or as a map keyed
+#: by some of its items' fields (duplicates are then refused, and server-side apply merges
+#: entries instead of replacing the whole list).
+_LIST_SET: JsonDict = {"x-kubernetes-list-type": "set"}
+
+
+def _list_map(*keys: str) -> JsonDict:
+    """Schema extras for a list of objects that is a map keyed by ``keys``."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
+def _positive_duration_rule(field: str) -> JsonDict:
+    """A CEL rule: the duration ``field`` (once it is well-formed) is greater than zero."""
+    return {
+        "rule": f"!self.{field}.matches(r'{DURATION_PATTERN}')"
+        f" || duration(self.{field}) > duration('0s')",
+        "message": "must be greater than 0",
+        "fieldPath": f".{field}",
+        "reason": "FieldValueInvalid",
+    }
+
 
 Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
@@ -118,11 +151,16 @@ class CABundle(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "has(self.secretKeyRef) != has(self.configMapKeyRef)",
-                    "message": "set exactly one of secretKeyRef or configMapKeyRef",
-                    "fieldPath": ".secretKeyRef",
-                    "reason": "FieldValueInvalid",
-                }
+                    "rule": "has(self.secretKeyRef) || has(self.configMapKeyRef)",
+                    "message": "set one of secretKeyRef or configMapKeyRef",
+                    "reason": "FieldValueRequired",
+                },
+                {
+                    "rule": "!(has(self.secretKeyRef) && has(self.configMapKeyRef))",
+                    "message": "secretKeyRef and configMapKeyRef are mutually exclusive",
+                    "fieldPath": ".configMapKeyRef",
+                    "reason": "FieldValueForbidden",
+                },
             ]
         }
     )
@@ -161,6 +199,14 @@ class TLS(_Model):
 class Timeouts(_Model):
     """Time limits for calls to the endpoint (Go-style durations such as 5s or 2m)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                _positive_duration_rule(name) for name in ("connect", "request", "streamIdle")
+            ]
+        }
+    )
+
     connect: Duration = "5s"
     """Time to open the TCP (and TLS) connection."""
     request: Duration = "30s"
@@ -173,16 +219,45 @@ class Timeouts(_Model):
 class Proxy(_Model):
     """An outbound HTTP(S) proxy for reaching the endpoint (for corporate networks)."""
 
-    url: str = Field(max_length=2048, pattern=r"^https?://[^\s/?#@]+(:[0-9]+)?/?$")
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!self.url.contains('@')",
+                    "message": "url must not contain credentials (user:password@)",
+                    "fieldPath": ".url",
+                    "reason": "FieldValueForbidden",
+                }
+            ]
+        }
+    )
+
+    # "@" passes the pattern on purpose: the CEL rule above refuses credentials with a message
+    # that, unlike a pattern mismatch, does not echo the password.
+    url: str = Field(max_length=2048, pattern=r"^https?://[^\s/?#]+/?$")
     """URL of the proxy, such as http://proxy.corp:3128 (no credentials in the URL)."""
     no_proxy: list[Annotated[str, Field(min_length=1, max_length=253)]] = Field(
-        default_factory=list, max_length=64
+        default_factory=list, max_length=64, json_schema_extra=_LIST_SET
     )
     """Hosts, domain suffixes (.corp.example) and CIDRs that are reached directly."""
 
 
 class Header(_Model):
     """An extra, non-secret HTTP header sent with every request to the endpoint."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "!(self.name.lowerAscii() in " + repr(list(CREDENTIAL_HEADERS)) + ")",
+                    "message": "credential headers (Authorization, Cookie, X-Api-Key, ...) are"
+                    " refused; use apiKeySecretRef",
+                    "fieldPath": ".name",
+                    "reason": "FieldValueForbidden",
+                }
+            ]
+        }
+    )
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     """Header name. Credential headers (Authorization, Cookie, X-Api-Key, ...) are refused:
@@ -193,6 +268,21 @@ class Header(_Model):
 
 class Discovery(_Model):
     """Model discovery through ``GET /v1/models`` and the periodic health re-check."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    # Only a well-formed duration reaches duration(); the pattern reports the rest.
+                    "rule": f"!self.interval.matches(r'{DURATION_PATTERN}')"
+                    " || duration(self.interval) >= duration('10s')",
+                    "message": "must be at least 10s",
+                    "fieldPath": ".interval",
+                    "reason": "FieldValueInvalid",
+                }
+            ]
+        }
+    )
 
     enabled: bool = True
     """Query GET /v1/models. When the server does not offer the route (404/405) the provider can
@@ -206,12 +296,12 @@ class Models(_Model):
     """Which models the provider offers to clients."""
 
     static: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=256
+        default_factory=list, max_length=256, json_schema_extra=_LIST_SET
     )
     """Model ids to offer even when they are not discovered (for servers without
     GET /v1/models), for example llama3:8b for Ollama."""
     allow: list[Annotated[str, Field(min_length=1, max_length=256)]] = Field(
-        default_factory=list, max_length=64
+        default_factory=list, max_length=64, json_schema_extra=_LIST_SET
     )
     """If set, only models whose id matches one of these glob patterns (such as llama3* or
     meta-llama/*) are offered. Applies to discovered and static models alike."""
@@ -254,37 +344,30 @@ class ChatProviderSpec(_Model):
                     "reason": "FieldValueInvalid",
                 },
                 {
-                    "rule": "!has(self.headers) || self.headers.all(h,"
-                    " !(h.name.lowerAscii() in " + repr(list(CREDENTIAL_HEADERS)) + "))",
-                    "message": "headers must not set credential headers (Authorization, Cookie,"
-                    " X-Api-Key, ...); use apiKeySecretRef",
-                    "fieldPath": ".headers",
-                    "reason": "FieldValueForbidden",
-                },
-                {
-                    "rule": "!has(self.discovery) || !has(self.discovery.interval)"
-                    " || duration(self.discovery.interval) >= duration('10s')",
-                    "message": "discovery.interval must be at least 10s",
-                    "fieldPath": ".discovery.interval",
+                    "rule": "!self.endpoint.matches('/[.][.]?(/|$)')",
+                    "message": "endpoint must not contain . or .. path segments",
+                    "fieldPath": ".endpoint",
                     "reason": "FieldValueInvalid",
                 },
             ]
         }
     )
 
-    endpoint: str = Field(
-        min_length=8, max_length=2048, pattern=r"^https?://[^\s?#]+$"
-    )
+    # As for the proxy, user:password@ is refused by a CEL rule rather than by the pattern, so that
+    # the error message does not echo the password.
+    endpoint: str = Field(min_length=8, max_length=2048, pattern=ENDPOINT_PATTERN)
     """URL of the endpoint: either the full chat completions URL
-    (http://host:8000/v1/chat/completions) or a base URL (http://host:8000 or
-    http://host:8000/v1). Both resolve to the same chat and models URLs. http or https only; no
+    (http://host:8000/v1/chat/completions) or a base URL (http://host:8000/v1). A base URL whose
+    last path segment is not a version such as v1 gets /v1 appended: http://host:8000 means
+    http://host:8000/v1, and http://gateway/openai means http://gateway/openai/v1. All forms
+    resolve to the same chat and models URLs (see status.endpoints). http or https only; no
     credentials, query or fragment."""
     display_name: str | None = Field(default=None, min_length=1, max_length=128)
     """Human-readable name, for example "vLLM Llama 3"."""
     description: str | None = Field(default=None, max_length=1024)
     """Free-text description of the provider."""
     tags: list[Annotated[str, Field(min_length=1, max_length=63)]] = Field(
-        default_factory=list, max_length=32
+        default_factory=list, max_length=32, json_schema_extra=_LIST_SET
     )
     """Free-form tags for grouping and search."""
     server_type: ServerType = ServerType.GENERIC
@@ -305,23 +388,39 @@ class ChatProviderSpec(_Model):
     """Time limits for calls to the endpoint."""
     proxy: Proxy | None = None
     """Outbound HTTP proxy, if the endpoint is only reachable through one."""
-    headers: list[Header] = Field(default_factory=list, max_length=32)
-    """Extra non-secret headers sent with every request (such as an organisation id)."""
+    headers: list[Header] = Field(
+        default_factory=list,
+        max_length=32,
+        json_schema_extra={
+            **_list_map("name"),
+            "x-kubernetes-validations": [
+                {
+                    # HTTP header names are case-insensitive; the list-map key is not.
+                    "rule": "self.all(h, self.filter(o, o.name.lowerAscii() =="
+                    " h.name.lowerAscii()).size() == 1)",
+                    "message": "header names must be unique (case-insensitive)",
+                    "reason": "FieldValueInvalid",
+                }
+            ],
+        },
+    )
+    """Extra non-secret headers sent with every request (such as an organisation id). Names are
+    unique, case-insensitively."""
 
 
 class Condition(_Model):
     """A standard Kubernetes condition (metav1.Condition)."""
 
-    type: str = Field(max_length=316)
+    type: str = Field(min_length=1, max_length=316, pattern=CONDITION_TYPE_PATTERN)
     """Type of the condition: Ready, SecretResolved, EndpointReachable, Authenticated,
     ModelsDiscovered or Verified."""
     status: Literal["True", "False", "Unknown"]
     """True, False or Unknown."""
-    reason: str = Field(max_length=1024)
+    reason: str = Field(min_length=1, max_length=1024, pattern=CONDITION_REASON_PATTERN)
     """A CamelCase reason, stable across releases (see docs/troubleshooting.md)."""
     message: str = Field(default="", max_length=32768)
     """A human-readable explanation."""
-    last_transition_time: str
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
     """When the status last changed (RFC 3339)."""
     observed_generation: int | None = Field(default=None, ge=0)
     """metadata.generation of the spec the condition was computed from."""
@@ -350,7 +449,7 @@ class EndpointStatus(_Model):
 class LastCheck(_Model):
     """The most recent check of the endpoint."""
 
-    time: str | None = None
+    time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     """When it finished (RFC 3339)."""
     latency_ms: int | None = Field(default=None, ge=0)
     """How long the models request (or the first request) took, in milliseconds."""
@@ -363,7 +462,9 @@ class ChatProviderStatus(_Model):
 
     observed_generation: int | None = Field(default=None, ge=0)
     """metadata.generation of the spec last checked."""
-    conditions: list[Condition] = Field(default_factory=list, max_length=16)
+    conditions: list[Condition] = Field(
+        default_factory=list, max_length=16, json_schema_extra=_list_map("type")
+    )
     """Ready summarises SecretResolved, EndpointReachable, Authenticated, ModelsDiscovered and
     Verified."""
     endpoints: EndpointStatus | None = None
@@ -385,7 +486,16 @@ class ChatProvider(_Model):
     model_config = ConfigDict(extra="allow")
 
     api_version: Literal["ai.chatprovider.dev/v1alpha1"] = "ai.chatprovider.dev/v1alpha1"
+    """APIVersion defines the versioned schema of this representation of an object. Servers
+    should convert recognized schemas to the latest internal value, and may reject unrecognized
+    values. More info:
+    https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources"""
     kind: Literal["ChatProvider"] = "ChatProvider"
+    """Kind is a string value representing the REST resource this object represents. Servers may
+    infer this from the endpoint the client submits requests to. Cannot be updated. In
+    CamelCase. More info:
+    https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds"""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    """Standard object metadata (name, namespace, labels, annotations, ...)."""
     spec: ChatProviderSpec
     status: ChatProviderStatus = Field(default_factory=ChatProviderStatus)
