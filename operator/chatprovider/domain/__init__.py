@@ -4,3 +4,7 @@ Modules: ``endpoint`` (URL normalization), ``conditions`` (status conditions), `
 outbound address policy), ``probe`` (classifying a probe into conditions), ``routing`` (choosing a
 provider for a model).
 """
+
+from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
+
+__all__ = ["InvalidEndpoint", "ResolvedEndpoint", "resolve_endpoint"]
