@@ -1,0 +1,256 @@
+"""Pytest plugin: real third-party OpenAI-compatible servers as session fixtures.
+
+- ``llama_server``: llama.cpp's server (``llama-cpp-python[server]``) with Gemma 3 270M, a real
+  tiny model (CPU, about 420 MB RSS).
+- ``litellm_proxy``: LiteLLM's proxy with mock models, plus one model routed to a
+  :class:`~chatprovider.devserver.DevServer` (a real two-hop chain).
+
+Both come from their own virtual environments, installed by ``bash scripts/install-upstreams.sh``
+under ``${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/upstreams``. Missing installs FAIL the tests
+that use them (a skipped test proves nothing), with the command to run. Each server runs in its
+own session (process group) on a free loopback port and the whole group is killed at teardown.
+
+Register from ``tests/conftest.py`` with ``pytest_plugins = ["tests.realupstreams"]``.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from chatprovider.devserver import DevServer
+
+__all__ = ["LiteLLMProxy", "RealUpstream", "litellm_proxy", "llama_server", "upstreams_dir"]
+
+INSTALL_HINT = "run `bash scripts/install-upstreams.sh {step}` (idempotent)"
+LLAMA_MODEL_ALIAS = "gemma-3-270m"
+LITELLM_MOCK_MODELS = ("mock-gpt", "mock-small")
+LITELLM_MOCK_REPLY = "Hello from the LiteLLM mock."
+LITELLM_CHAIN_MODEL = "via-devserver"
+LLAMA_READY_TIMEOUT = 60.0
+LITELLM_READY_TIMEOUT = 120.0
+
+
+@dataclass(frozen=True)
+class RealUpstream:
+    """A running third-party server."""
+
+    name: str
+    base_url: str
+    """``http://127.0.0.1:PORT`` (no path)."""
+    api_key: str
+    models: tuple[str, ...]
+    """Model ids it serves."""
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    """Its stdout and stderr."""
+    startup_seconds: float
+    """From launch to the first good answer."""
+
+    @property
+    def url(self) -> str:
+        """The OpenAI base URL (``base_url + "/v1"``)."""
+        return self.base_url + "/v1"
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """Headers carrying the API key."""
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def log_tail(self, lines: int = 40) -> str:
+        """The end of the server's log (for failure messages)."""
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+@dataclass(frozen=True)
+class LiteLLMProxy(RealUpstream):
+    """LiteLLM's proxy: ``mock_models`` answer ``mock_reply`` without a backend; ``chain_model``
+    is relayed to ``chain`` (a DevServer that wants ``chain.api_keys``)."""
+
+    mock_models: tuple[str, ...] = LITELLM_MOCK_MODELS
+    mock_reply: str = LITELLM_MOCK_REPLY
+    chain_model: str = LITELLM_CHAIN_MODEL
+    chain: DevServer | None = field(default=None, compare=False)
+
+
+def upstreams_dir() -> Path:
+    """Where ``scripts/install-upstreams.sh`` puts the venvs and the model."""
+    cache = os.environ.get("CHATPROVIDER_CACHE") or str(Path.home() / ".cache" / "chatprovider")
+    return Path(cache) / "upstreams"
+
+
+def _require(paths: list[Path], what: str, step: str) -> None:
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        ci = " (CI=true)" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else ""
+        pytest.fail(
+            f"{what} is not installed{ci}: missing {', '.join(missing)}; "
+            + INSTALL_HINT.format(step=step),
+            pytrace=False,
+        )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stop(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it if it lingers: no orphans."""
+    if process.poll() is None:
+        try:
+            os.killpg(process.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # stragglers of the group, if any
+    except (ProcessLookupError, PermissionError):
+        pass
+    process.wait(timeout)
+
+
+def _launch(argv: list[str], log_path: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
+            start_new_session=True,
+        )
+
+
+def _wait_ready(
+    process: subprocess.Popen[bytes], log_path: Path, what: str, timeout: float,
+    ready: Callable[[httpx.Client], bool],
+) -> float:
+    """Poll ``ready`` until it holds; fail if the process exits or the time runs out (the
+    caller stops the process). Returns the seconds waited."""
+    started = time.monotonic()
+    with httpx.Client(timeout=5.0, trust_env=False) as client:
+        while True:
+            if process.poll() is not None:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                pytest.fail(f"{what} exited with {process.returncode} before it was ready:\n"
+                            f"{tail}", pytrace=False)
+            try:
+                if ready(client):
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - started > timeout:
+                tail = log_path.read_text(errors="replace")[-4000:]
+                pytest.fail(f"{what} was not ready within {timeout:.0f}s:\n{tail}", pytrace=False)
+            time.sleep(0.1)
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.upper().endswith("_PROXY") and k not in {"DATABASE_URL", "PYTHONPATH"}}
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealUpstream]:
+    """llama.cpp's server with Gemma 3 270M on a free loopback port, behind an API key.
+
+    Base model: assert on shapes, not content, and always send a small ``max_tokens``.
+    """
+    root = upstreams_dir()
+    python = root / "llama-venv" / "bin" / "python"
+    model = root / "gemma-3-270m.gguf"
+    _require([python, model], "llama.cpp's server (llama-cpp-python[server]) or its model",
+             "llama")
+    port, key = _free_port(), "sk-llama-" + secrets.token_hex(8)
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    argv = [
+        str(python), "-m", "llama_cpp.server", "--model", str(model),
+        "--model_alias", LLAMA_MODEL_ALIAS, "--chat_format", "gemma",
+        "--host", "127.0.0.1", "--port", str(port), "--api_key", key,
+        "--n_threads", "2", "--n_ctx", "2048", "--interrupt_requests", "False",
+        "--verbose", "False",
+    ]
+    process = _launch(argv, log_path, _clean_env())
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        seconds = _wait_ready(
+            process, log_path, "llama.cpp's server", LLAMA_READY_TIMEOUT,
+            lambda c: c.get(f"{base_url}/v1/models",
+                            headers={"Authorization": f"Bearer {key}"}).status_code == 200,
+        )
+        print(f"\nllama.cpp server ready in {seconds:.2f}s at {base_url}")
+        yield RealUpstream("llama.cpp", base_url, key, (LLAMA_MODEL_ALIAS,), process, log_path,
+                           seconds)
+    finally:
+        _stop(process)
+
+
+def _litellm_config(master_key: str, chain: DevServer, chain_key: str) -> dict[str, object]:
+    mocks: list[dict[str, object]] = [
+        {"model_name": name,
+         "litellm_params": {"model": f"openai/{name}", "api_key": "unused",
+                            "mock_response": LITELLM_MOCK_REPLY}}
+        for name in LITELLM_MOCK_MODELS
+    ]
+    chained = {"model_name": LITELLM_CHAIN_MODEL,
+               "litellm_params": {"model": f"openai/{chain.models[0]}", "api_key": chain_key,
+                                  "api_base": chain.url}}
+    return {"model_list": [*mocks, chained], "general_settings": {"master_key": master_key}}
+
+
+@pytest.fixture(scope="session")
+def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMProxy]:
+    """LiteLLM's proxy with mock models and a model chained to a DevServer, master key set.
+
+    Quirks: a missing key is 401 (``code`` is the string "401"); a wrong key is 400
+    ``no_db_connection`` (no database configured). Per-request faults: ``"mock_response":
+    "litellm.RateLimitError"`` (429), ``"mock_delay": 2``.
+    """
+    root = upstreams_dir()
+    venv = root / "litellm-venv"
+    litellm = venv / "bin" / "litellm"
+    _require([litellm], "LiteLLM's proxy (litellm[proxy])", "litellm")
+    if bad := list(venv.glob("lib/python*/site-packages/litellm_init.pth")):
+        pytest.fail(f"{bad[0]} exists: the venv holds a MALICIOUS litellm release; delete "
+                    f"{venv} and reinstall", pytrace=False)
+    workdir = tmp_path_factory.mktemp("litellm")
+    chain_key = "sk-chain-" + secrets.token_hex(8)
+    master_key = "sk-master-" + secrets.token_hex(8)
+    with DevServer("generic", api_keys={chain_key}) as chain:
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump(_litellm_config(master_key, chain, chain_key)))
+        port = _free_port()
+        argv = [str(litellm), "--config", str(config), "--host", "127.0.0.1",
+                "--port", str(port), "--telemetry", "False"]
+        env = _clean_env(LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR")
+        log_path = workdir / "proxy.log"
+        process = _launch(argv, log_path, env)
+        try:
+            base_url = f"http://127.0.0.1:{port}"
+            seconds = _wait_ready(
+                process, log_path, "LiteLLM's proxy", LITELLM_READY_TIMEOUT,
+                lambda c: c.get(f"{base_url}/health/liveliness").status_code == 200,
+            )
+            print(f"\nLiteLLM proxy ready in {seconds:.2f}s at {base_url}")
+            models = (*LITELLM_MOCK_MODELS, LITELLM_CHAIN_MODEL)
+            yield LiteLLMProxy("litellm", base_url, master_key, models, process, log_path,
+                               seconds, chain=chain)
+        finally:
+            _stop(process)
