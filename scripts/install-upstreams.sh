@@ -29,6 +29,7 @@ LLAMA_VENV=$UP/llama-venv
 LITELLM_VENV=$UP/litellm-venv
 MODEL=$UP/gemma-3-270m.gguf
 PYTHON=${PYTHON:-python3}
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$CACHE/pip} PIP_DISABLE_PIP_VERSION_CHECK=1
 
 log() { printf '[upstreams %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -50,7 +51,7 @@ install_llama() {
     log "llama-cpp-python $LLAMA_CPP_VERSION already installed in $LLAMA_VENV"
   else
     local wheel
-    wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+    wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*"$(uname -m)".whl 2>/dev/null | head -n 1 || true)
     if [ -z "$wheel" ]; then
       make_venv "$LLAMA_VENV"
       log "building the llama-cpp-python $LLAMA_CPP_VERSION wheel (compiles llama.cpp, ~6 min on 2 cores)"
@@ -58,7 +59,7 @@ install_llama() {
       # GGML_NATIVE=OFF: a portable build, so the cached wheel runs on another CPU of the same arch.
       CMAKE_ARGS="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
         "$LLAMA_VENV/bin/pip" wheel --no-deps --wheel-dir "$WHEELS" "llama-cpp-python==$LLAMA_CPP_VERSION"
-      wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*.whl 2>/dev/null | head -n 1 || true)
+      wheel=$(ls "$WHEELS"/llama_cpp_python-"$LLAMA_CPP_VERSION"-*"$(uname -m)".whl 2>/dev/null | head -n 1 || true)
       [ -n "$wheel" ] || die "pip wheel finished but no wheel for $LLAMA_CPP_VERSION is in $WHEELS"
       log "built $(basename "$wheel") in $((SECONDS - t0)) s"
     else
