@@ -1,0 +1,77 @@
+"""Which HTTP headers cross the relay, in each direction (pure).
+
+Towards the upstream: the client's headers minus hop-by-hop headers (and those the client's
+``Connection`` header names), minus credentials (the caller's ``Authorization`` is never
+forwarded), minus what the relay sets itself; then the provider's ``spec.headers``; then
+``Authorization: Bearer <provider key>`` when the provider has one.
+
+Towards the client: the upstream's headers minus hop-by-hop, framing and cookie headers, so
+that ``Retry-After``, ``x-ratelimit-*`` and request ids reach the client.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from chatprovider.api.v1alpha1 import CREDENTIAL_HEADERS as SPEC_REFUSED
+
+__all__ = [
+    "CREDENTIAL_HEADERS",
+    "HOP_BY_HOP",
+    "downstream_headers",
+    "upstream_headers",
+]
+
+#: RFC 9110 §7.6.1 connection-specific headers, plus framing headers the relay recomputes.
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
+    "upgrade", "host", "content-length", "expect",
+})
+#: Headers that carry the caller's credentials or account; never forwarded.
+CREDENTIAL_HEADERS = frozenset({
+    "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
+    "openai-organization", "openai-project",
+})
+#: Set by the relay itself on the upstream request.
+_RELAY_OWNED = frozenset({"content-type", "accept-encoding", "x-chatprovider"})
+#: Not passed back to the client.
+_DOWNSTREAM_DROPPED = HOP_BY_HOP | frozenset({
+    "set-cookie", "www-authenticate", "proxy-authenticate", "server",
+    "date", "alt-svc", "x-chatprovider",
+})
+
+
+def _connection_tokens(headers: Sequence[tuple[str, str]]) -> set[str]:
+    named: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            named.update(t.strip().lower() for t in value.split(",") if t.strip())
+    return named
+
+
+def upstream_headers(
+    client: Iterable[tuple[str, str]],
+    *,
+    api_key: str | None,
+    extra: Iterable[tuple[str, str]] = (),
+) -> list[tuple[str, str]]:
+    """Headers of the upstream request built from the client's."""
+    client = list(client)
+    dropped = HOP_BY_HOP | CREDENTIAL_HEADERS | _RELAY_OWNED | _connection_tokens(client)
+    extra = list(extra)
+    overridden = {name.lower() for name, _ in extra}
+    out = [(n, v) for n, v in client if n.lower() not in dropped and n.lower() not in overridden]
+    refused = frozenset(SPEC_REFUSED) | HOP_BY_HOP | _RELAY_OWNED  # the CRD refuses these too
+    out.extend((n, v) for n, v in extra if n.lower() not in refused)
+    out.append(("Content-Type", "application/json"))
+    out.append(("Accept-Encoding", "identity"))
+    if api_key:
+        out.append(("Authorization", f"Bearer {api_key}"))
+    return out
+
+
+def downstream_headers(upstream: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Headers of the client's response built from the upstream's."""
+    upstream = list(upstream)
+    dropped = _DOWNSTREAM_DROPPED | _connection_tokens(upstream)
+    return [(n, v) for n, v in upstream if n.lower() not in dropped]
