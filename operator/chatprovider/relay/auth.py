@@ -1,0 +1,172 @@
+"""Who is calling, and which providers they may use.
+
+``kubernetes`` mode: the bearer token is checked with a TokenReview, each provider with a
+SubjectAccessReview (verb ``use``, group ``ai.chatprovider.dev``, resource ``chatproviders``,
+the provider's namespace and name, with the caller's user, uid, groups and extra). Answers are
+cached briefly (:class:`~chatprovider.relay.cache.TTLCache`), tokens by their SHA-256 only.
+``none`` mode: every caller is anonymous and may use everything.
+
+Failures of the API server are 503s, never 401s: a caller is refused only when the API server
+said so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from chatprovider.api.v1alpha1 import GROUP, PLURAL
+from chatprovider.domain.openai_errors import OpenAIError
+from chatprovider.domain.routing import ProviderKey
+from chatprovider.kube.client import ApiError, KubeClient
+from chatprovider.relay.cache import TTLCache
+from chatprovider.relay.settings import RelaySettings
+
+__all__ = ["Access", "Caller", "KubernetesAccess", "OpenAccess"]
+
+log = logging.getLogger(__name__)
+
+_TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+_ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+_CONCURRENT_REVIEWS = 16
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller (as the TokenReview described it)."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    @property
+    def cache_key(self) -> str:
+        parts = [self.username, self.uid, *sorted(self.groups)]
+        parts += [f"{k}={','.join(v)}" for k, v in sorted(self.extra.items())]
+        return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+
+
+ANONYMOUS = Caller("system:anonymous", groups=("system:unauthenticated",))
+
+
+class Access(Protocol):
+    """Authentication and authorization, whatever the mode."""
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The caller behind an ``Authorization`` header; raises OpenAIError (401/503)."""
+        ...
+
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
+                      ) -> dict[ProviderKey, bool]:
+        """Which of ``providers`` the caller may use; raises OpenAIError (503)."""
+        ...
+
+
+class OpenAccess:
+    """``none`` mode: no authentication, every provider allowed."""
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        return ANONYMOUS
+
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
+                      ) -> dict[ProviderKey, bool]:
+        return dict.fromkeys(providers, True)
+
+
+def _unauthorized(message: str) -> OpenAIError:
+    return OpenAIError(401, message, code="invalid_api_key",
+                       headers={"WWW-Authenticate": 'Bearer realm="chatprovider-relay"'})
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an ``Authorization: Bearer`` header; raises a 401 without one."""
+    if not authorization:
+        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'")
+    return token
+
+
+class KubernetesAccess:
+    """``kubernetes`` mode, over the relay's own KubeClient (it needs ``create`` on
+    tokenreviews and subjectaccessreviews)."""
+
+    def __init__(self, client: KubeClient, settings: RelaySettings) -> None:
+        self._client = client
+        self._audiences = list(settings.token_audiences)
+        self._tokens: TTLCache[str, Caller | None] = TTLCache(
+            settings.token_cache_ttl, settings.auth_cache_size)
+        self._access: TTLCache[tuple[str, ProviderKey], bool] = TTLCache(
+            settings.access_cache_ttl, settings.auth_cache_size)
+        self._reviews = asyncio.Semaphore(_CONCURRENT_REVIEWS)
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        token = bearer_token(authorization)
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        caller = await self._tokens.get(digest, lambda: self._review_token(token))
+        if caller is None:
+            raise _unauthorized("the bearer token is not valid")
+        return caller
+
+    async def _review_token(self, token: str) -> Caller | None:
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = self._audiences
+        body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
+        answer = await self._call(_TOKEN_REVIEWS, body, "TokenReview")
+        status = answer.get("status") or {}
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user") or {}
+        extra = {str(k): tuple(str(x) for x in v or ())
+                 for k, v in (user.get("extra") or {}).items()}
+        return Caller(str(user.get("username", "")), str(user.get("uid", "")),
+                      tuple(str(g) for g in user.get("groups") or ()), extra)
+
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
+                      ) -> dict[ProviderKey, bool]:
+        keys = list(dict.fromkeys(providers))
+        identity = caller.cache_key
+        answers = await asyncio.gather(*(self._allowed(caller, identity, key) for key in keys))
+        return dict(zip(keys, answers, strict=True))
+
+    async def _allowed(self, caller: Caller, identity: str, key: ProviderKey) -> bool:
+        return await self._access.get((identity, key), lambda: self._review_access(caller, key))
+
+    async def _review_access(self, caller: Caller, key: ProviderKey) -> bool:
+        spec: dict[str, Any] = {
+            "user": caller.username,
+            "groups": list(caller.groups),
+            "resourceAttributes": {
+                "namespace": key.namespace, "verb": "use", "group": GROUP,
+                "resource": PLURAL, "name": key.name,
+            },
+        }
+        if caller.uid:
+            spec["uid"] = caller.uid
+        if caller.extra:
+            spec["extra"] = {k: list(v) for k, v in caller.extra.items()}
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
+                "spec": spec}
+        answer = await self._call(_ACCESS_REVIEWS, body, "SubjectAccessReview")
+        return bool((answer.get("status") or {}).get("allowed"))
+
+    async def _call(self, path: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        try:
+            async with self._reviews:
+                return await self._client.create(path, body)
+        except asyncio.CancelledError:
+            raise
+        except ApiError as exc:
+            log.warning("%s failed: %s %s", what, exc.status, exc.reason)
+        except Exception as exc:  # noqa: BLE001 - the API server is unreachable
+            log.warning("%s failed: %s", what, type(exc).__name__)
+        raise OpenAIError(503, "the relay cannot check credentials right now; retry later",
+                          code="auth_unavailable", headers={"Retry-After": "1"})

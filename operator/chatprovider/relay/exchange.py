@@ -1,0 +1,49 @@
+"""What the relay learned about one request, for its metrics and its access-log line."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from chatprovider.domain.sse import Usage
+
+__all__ = ["Exchange", "exchange_of", "start_exchange"]
+
+_KEY = "chatprovider.relay.exchange"
+
+
+@dataclass(eq=False)
+class Exchange:
+    """Filled in as the request proceeds. Holds no header value and no body."""
+
+    started: float
+    namespace: str = ""
+    provider: str = ""
+    model: str = ""
+    user: str = ""
+    stream: bool = False
+    first_token_at: float | None = None
+    usage: Usage | None = None
+    failure: str | None = None
+    """The kind of upstream failure, if any (also for a stream ended by an error event)."""
+    attempts: int = 0
+    prepared: bool = False
+    """A streamed answer has started: no other answer can be given any more."""
+
+    def routed(self, namespace: str, provider: str, model: str) -> None:
+        self.namespace, self.provider, self.model = namespace, provider, model
+        self.failure = None
+        self.attempts += 1
+
+
+def start_exchange(request: web.Request, started: float) -> Exchange:
+    exchange = Exchange(started)
+    request[_KEY] = exchange
+    return exchange
+
+
+def exchange_of(request: web.Request) -> Exchange:
+    exchange = request.get(_KEY)
+    assert isinstance(exchange, Exchange), "the error middleware sets it"
+    return exchange

@@ -1,0 +1,199 @@
+"""The relay's HTTP handlers: thin steps over routing, access, targets and the forwarder."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import aiohttp
+from aiohttp import web
+
+from chatprovider.domain import routing
+from chatprovider.domain.headers import upstream_headers
+from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
+from chatprovider.domain.request_body import RequestBody, parse_body
+from chatprovider.domain.routing import Catalog, ProviderKey, Route
+from chatprovider.relay.answer import relay_answer
+from chatprovider.relay.auth import Access, Caller
+from chatprovider.relay.catalog import CatalogCache
+from chatprovider.relay.exchange import Exchange, exchange_of
+from chatprovider.relay.forwarder import Forwarder
+from chatprovider.relay.limiter import ProviderLimiter
+from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
+from chatprovider.relay.settings import BareModelPolicy, RelaySettings
+from chatprovider.relay.streaming import relay_stream
+from chatprovider.relay.target import Operation, Target, Targets
+
+__all__ = ["Handlers"]
+
+log = logging.getLogger(__name__)
+
+PIN_HEADER = "X-ChatProvider"
+
+
+class Handlers:
+    """One instance per relay; its bound methods are the aiohttp handlers."""
+
+    def __init__(self, settings: RelaySettings, catalog: CatalogCache, access: Access,
+                 targets: Targets, forwarder: Forwarder, metrics: RelayMetrics,
+                 ready: Callable[[], bool]) -> None:
+        self._settings = settings
+        self._catalog = catalog
+        self._access = access
+        self._targets = targets
+        self._forwarder = forwarder
+        self._metrics = metrics
+        self._limiter = ProviderLimiter(settings.provider_concurrency, settings.queue_timeout)
+        self._ready = ready
+
+    # -- service routes -----------------------------------------------------------------------
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if not self._ready():
+            raise OpenAIError(503, "the relay is not ready", code="not_ready")
+        return web.json_response({"status": "ready"})
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        response = web.Response(body=self._metrics.render())
+        response.headers["Content-Type"] = CONTENT_TYPE
+        return response
+
+    # -- models -------------------------------------------------------------------------------
+    async def list_models(self, request: web.Request) -> web.Response:
+        caller = await self._authenticate(request)
+        catalog = self._catalog.current()
+        allowed = await self._access.allowed(caller, catalog.ready_providers())
+        data = [_model_object(r) for r in catalog.usable(lambda k: allowed.get(k, False))]
+        return web.json_response({"object": "list", "data": data})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        caller = await self._authenticate(request)
+        routes = await self._route(request, caller, request.match_info["model"], None)
+        return web.json_response(_model_object(routes[0]))
+
+    # -- forwarding ---------------------------------------------------------------------------
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, Operation.CHAT)
+
+    async def completions(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, Operation.COMPLETIONS)
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        return await self._forward(request, Operation.EMBEDDINGS)
+
+    async def _forward(self, request: web.Request, operation: Operation) -> web.StreamResponse:
+        exchange = exchange_of(request)
+        _check_content_type(request)
+        if request.content_length is not None and \
+                request.content_length > self._settings.max_body_bytes:
+            raise _too_large(self._settings.max_body_bytes)
+        caller = await self._authenticate(request)
+        body = parse_body(await request.read())
+        pin_header = request.headers.get(PIN_HEADER)
+        pin = _parse_pin(pin_header) if pin_header is not None else None
+        routes = await self._route(request, caller, body.model, pin)
+        exchange.stream = body.stream and operation is not Operation.EMBEDDINGS
+        failure: UpstreamFailure | None = None
+        for index, chosen in enumerate(routes):
+            try:
+                return await self._attempt(request, exchange, chosen, body, operation)
+            except UpstreamFailure as exc:
+                self._metrics.upstream_failures.labels(
+                    chosen.provider.namespace, chosen.provider.name, exc.kind.value).inc()
+                exchange.failure = exc.kind.value
+                if not exc.kind.before_send or index + 1 == len(routes):
+                    raise
+                log.info("provider %s failed before the request was sent (%s); trying %s",
+                         chosen.provider, exc.kind.value, routes[index + 1].provider)
+                failure = exc
+        raise failure or OpenAIError(503, "no provider could take the request")
+
+    async def _attempt(self, request: web.Request, exchange: Exchange, chosen: Route,
+                       body: RequestBody, operation: Operation) -> web.StreamResponse:
+        key = chosen.provider
+        view = self._catalog.view(key)
+        if view is None or not view.ready:
+            raise from_routing(routing.ProviderNotReady(f"provider {key} is not ready"))
+        exchange.routed(key.namespace, key.name, chosen.model)
+        target = await self._targets.target(view, operation)
+        headers = upstream_headers(request.headers.items(), api_key=target.api_key,
+                                   extra=target.headers)
+        in_flight = self._metrics.in_flight.labels(key.namespace, key.name)
+        async with self._limiter.slot(key):
+            in_flight.inc()
+            try:
+                resp = await self._forwarder.open(target, body.with_model(chosen.model), headers)
+                ok = False
+                try:
+                    response = await self._respond(request, resp, target, exchange)
+                    ok = True
+                    return response
+                finally:
+                    if ok and exchange.failure is None:
+                        resp.release()  # read to the end: back to the pool
+                    else:
+                        resp.close()  # drops the connection, which cancels the upstream work
+            finally:
+                in_flight.dec()
+
+    async def _respond(self, request: web.Request, resp: aiohttp.ClientResponse,
+                       target: Target, exchange: Exchange) -> web.StreamResponse:
+        if exchange.stream and resp.status < 300 and resp.content_type == "text/event-stream":
+            return await relay_stream(request, resp, target, exchange,
+                                      self._settings.keepalive_interval)
+        return await relay_answer(request, resp, target, exchange,
+                                  self._settings.max_response_bytes)
+
+    # -- shared steps -------------------------------------------------------------------------
+    async def _authenticate(self, request: web.Request) -> Caller:
+        caller = await self._access.authenticate(request.headers.get("Authorization"))
+        exchange_of(request).user = caller.username
+        return caller
+
+    async def _route(self, request: web.Request, caller: Caller, model: str,
+                     pin: ProviderKey | None) -> tuple[Route, ...]:
+        catalog = self._catalog.current()
+        allowed = await self._access.allowed(caller, routing.candidates(model, catalog, pin))
+        failover = self._settings.bare_model_policy is BareModelPolicy.FAILOVER
+        try:
+            return routing.route(model, catalog, lambda k: allowed.get(k, False), pin,
+                                 failover=failover, listing_limit=self._settings.listing_limit)
+        except routing.UnknownModel as exc:
+            if not exc.candidates:
+                exc.candidates = await self._listing(caller, catalog)
+            raise from_routing(exc) from None
+        except routing.RoutingError as exc:
+            raise from_routing(exc) from None
+
+    async def _listing(self, caller: Caller, catalog: Catalog) -> tuple[str, ...]:
+        allowed = await self._access.allowed(caller, catalog.ready_providers())
+        return catalog.listing(lambda k: allowed.get(k, False), self._settings.listing_limit)
+
+
+def _model_object(chosen: Route) -> dict[str, object]:
+    return {"id": chosen.qualified, "object": "model", "created": 0,
+            "owned_by": str(chosen.provider), "upstream_id": chosen.model}
+
+
+def _parse_pin(header: str) -> ProviderKey:
+    try:
+        return routing.parse_pin(header)
+    except routing.RoutingError as exc:
+        raise from_routing(exc) from None
+
+
+def _check_content_type(request: web.Request) -> None:
+    ctype = request.content_type.lower()
+    if request.headers.get("Content-Type") is None:
+        return  # tolerated: the body must still be JSON
+    if ctype != "application/json" and not ctype.endswith("+json"):
+        raise OpenAIError(415, "the request body must be JSON (Content-Type: application/json)",
+                          code="unsupported_media_type")
+
+
+def _too_large(limit: int) -> OpenAIError:
+    return OpenAIError(413, f"the request body is larger than the limit of {limit} bytes",
+                       code="request_too_large")
+

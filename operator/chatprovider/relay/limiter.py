@@ -1,0 +1,58 @@
+"""Bounded concurrency per provider: a semaphore each, waiting at most ``queue_timeout``.
+
+Over the limit a request waits for a slot; if none frees up in time it is refused with a 429 and
+``Retry-After: 1`` (OpenAI clients retry those with back-off). A stream holds its slot until it
+ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chatprovider.domain.openai_errors import OpenAIError
+from chatprovider.domain.routing import ProviderKey
+
+__all__ = ["ProviderBusy", "ProviderLimiter"]
+
+
+class ProviderBusy(OpenAIError):
+    """No slot freed up within the queue timeout."""
+
+    def __init__(self, provider: ProviderKey) -> None:
+        super().__init__(429, f"provider {provider} is at its concurrency limit; retry shortly",
+                         code="provider_busy", headers={"Retry-After": "1"})
+
+
+class ProviderLimiter:
+    """One semaphore per provider, created on first use."""
+
+    def __init__(self, limit: int, queue_timeout: float) -> None:
+        self._limit = limit
+        self._timeout = queue_timeout
+        self._slots: dict[ProviderKey, asyncio.Semaphore] = {}
+
+    def in_use(self, provider: ProviderKey) -> int:
+        slots = self._slots.get(provider)
+        return 0 if slots is None else self._limit - slots._value
+
+    @asynccontextmanager
+    async def slot(self, provider: ProviderKey) -> AsyncIterator[None]:
+        slots = self._slots.get(provider)
+        if slots is None:
+            slots = self._slots[provider] = asyncio.Semaphore(self._limit)
+        if slots.locked():
+            if self._timeout <= 0:
+                raise ProviderBusy(provider)
+            try:
+                async with asyncio.timeout(self._timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise ProviderBusy(provider) from None
+        else:
+            await slots.acquire()
+        try:
+            yield
+        finally:
+            slots.release()

@@ -1,0 +1,57 @@
+"""Prometheus metrics of one relay, in its own registry (no global state)."""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+__all__ = ["CONTENT_TYPE", "RelayMetrics"]
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
+
+
+class RelayMetrics:
+    """The relay's instruments. Labels: ``namespace``, ``provider`` (empty when a request was
+    not routed), ``model`` (the upstream id), ``code`` (HTTP status; 499 when the client went
+    away)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "chatprovider_relay_requests", "Requests answered by the relay.",
+            ["namespace", "provider", "model", "code"], registry=r)
+        self.latency = Histogram(
+            "chatprovider_relay_request_duration_seconds",
+            "Time from request to the end of the answer (streams: to the last byte).",
+            ["namespace", "provider"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "chatprovider_relay_time_to_first_token_seconds",
+            "Time from request to the first streamed event that carries a token.",
+            ["namespace", "provider"], buckets=_TTFT_BUCKETS, registry=r)
+        self.tokens = Counter(
+            "chatprovider_relay_tokens", "Tokens reported by upstream usage.",
+            ["namespace", "provider", "model", "direction"], registry=r)
+        self.upstream_failures = Counter(
+            "chatprovider_relay_upstream_failures",
+            "Upstream calls that failed (connection, timeout, cut stream, bad answer).",
+            ["namespace", "provider", "kind"], registry=r)
+        self.in_flight = Gauge(
+            "chatprovider_relay_in_flight", "Requests being relayed to a provider now.",
+            ["namespace", "provider"], registry=r)
+        self.busy = Counter(
+            "chatprovider_relay_provider_busy",
+            "Requests refused (429) because the provider's concurrency limit was reached.",
+            ["namespace", "provider"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

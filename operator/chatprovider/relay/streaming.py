@@ -1,0 +1,121 @@
+"""Relaying a streamed (SSE) answer: every upstream chunk is written as soon as it arrives.
+
+* Bytes pass through unchanged; a :class:`~chatprovider.domain.sse.StreamObserver` watches them
+  for the first token, the usage and the event boundaries.
+* After ``keepalive_interval`` of silence a ``: keep-alive`` comment is written (only between
+  events), so proxies and clients do not give up on a model that thinks for long.
+* After ``streamIdle`` of upstream silence, or when the upstream connection breaks, the stream
+  ends with ``data: {"error": {...}}`` and **no** ``data: [DONE]``, so clients see an error and
+  not a clean finish.
+* When the client goes away, the handler is cancelled (``handler_cancellation``) or its next
+  write fails; either way the upstream response is closed, which cancels the upstream request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import aiohttp
+from aiohttp import web
+
+from chatprovider.domain.headers import downstream_headers
+from chatprovider.domain.openai_errors import UpstreamFailure, UpstreamFailureKind
+from chatprovider.domain.sse import StreamObserver
+from chatprovider.relay.answer import PROVIDER_HEADER
+from chatprovider.relay.exchange import Exchange
+from chatprovider.relay.target import Target
+
+__all__ = ["KEEPALIVE", "relay_stream"]
+
+log = logging.getLogger(__name__)
+
+KEEPALIVE = b": keep-alive\n\n"
+
+
+class ClientGone(Exception):
+    """Writing to the client failed: it disconnected."""
+
+
+async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, target: Target,
+                       exchange: Exchange, keepalive: float) -> web.StreamResponse:
+    """Stream the upstream's 2xx SSE answer to the client."""
+    out = web.StreamResponse(status=resp.status)
+    for name, value in downstream_headers(resp.headers.items()):
+        out.headers.add(name, value)
+    out.headers["Cache-Control"] = "no-cache"
+    out.headers["X-Accel-Buffering"] = "no"
+    out.headers[PROVIDER_HEADER] = target.provider
+    await out.prepare(request)
+    exchange.prepared = True
+    observer = StreamObserver()
+    try:
+        await _pump(resp, out, observer, target, exchange, keepalive)
+    except UpstreamFailure as failure:
+        exchange.failure = failure.kind.value
+        log.info("stream from %s ended by %s", target.provider, failure.kind.value)
+        try:
+            await out.write(failure.sse_event())
+        except (ClientGone, ConnectionError):
+            return out
+    except ClientGone:
+        exchange.failure = "client_disconnected"
+        resp.close()
+        return out
+    exchange.usage = observer.usage
+    try:
+        await out.write_eof()
+    except ConnectionError:
+        pass
+    return out
+
+
+async def _write(out: web.StreamResponse, data: bytes) -> None:
+    try:
+        await out.write(data)
+    except (ConnectionError, RuntimeError) as exc:  # closed transport
+        raise ClientGone() from exc
+
+
+async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
+                observer: StreamObserver, target: Target, exchange: Exchange,
+                keepalive: float) -> None:
+    loop = asyncio.get_running_loop()
+    reader = resp.content
+    last_data = last_write = loop.time()
+    pending: asyncio.Future[bytes] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(reader.readany())
+            now = loop.time()
+            wait = target.idle - (now - last_data)
+            if keepalive > 0:
+                wait = min(wait, keepalive - (now - last_write))
+            if not pending.done():
+                await asyncio.wait((pending,), timeout=max(wait, 0.0))
+            if not pending.done():
+                now = loop.time()
+                if now - last_data >= target.idle:
+                    raise UpstreamFailure(UpstreamFailureKind.IDLE_TIMEOUT, target.provider)
+                if keepalive > 0 and now - last_write >= keepalive:
+                    if observer.at_boundary:
+                        await _write(out, KEEPALIVE)
+                    last_write = now
+                continue
+            try:
+                chunk = pending.result()
+            except (aiohttp.ClientError, OSError):
+                raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED,
+                                      target.provider) from None
+            finally:
+                pending = None
+            if not chunk:
+                return
+            last_data = last_write = loop.time()
+            if observer.feed(chunk):
+                exchange.first_token_at = last_data
+            await _write(out, chunk)
+    finally:
+        if pending is not None:
+            pending.cancel()
