@@ -10,7 +10,6 @@ from chatprovider.domain.sse import Usage
 
 __all__ = ["Exchange", "exchange_of", "start_exchange"]
 
-_KEY = "chatprovider.relay.exchange"
 
 
 @dataclass(eq=False)
@@ -28,6 +27,8 @@ class Exchange:
     failure: str | None = None
     """The kind of upstream failure, if any (also for a stream ended by an error event)."""
     attempts: int = 0
+    completed: bool = False
+    """A stream's ``data: [DONE]`` was forwarded (a client may hang up right after it)."""
     prepared: bool = False
     """A streamed answer has started: no other answer can be given any more."""
 
@@ -37,6 +38,9 @@ class Exchange:
         self.attempts += 1
 
 
+_KEY: web.RequestKey[Exchange] = web.RequestKey("chatprovider.relay.exchange", Exchange)
+
+
 def start_exchange(request: web.Request, started: float) -> Exchange:
     exchange = Exchange(started)
     request[_KEY] = exchange
@@ -44,6 +48,4 @@ def start_exchange(request: web.Request, started: float) -> Exchange:
 
 
 def exchange_of(request: web.Request) -> Exchange:
-    exchange = request.get(_KEY)
-    assert isinstance(exchange, Exchange), "the error middleware sets it"
-    return exchange
+    return request[_KEY]  # set by the error middleware

@@ -66,7 +66,7 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
                     raise
                 response = render(_from_http(exc))
             except asyncio.CancelledError:
-                status = CLIENT_CLOSED
+                status = 200 if exchange.completed else CLIENT_CLOSED
                 raise
             except Exception as exc:  # noqa: BLE001 - the one last-resort boundary
                 if exchange.prepared:

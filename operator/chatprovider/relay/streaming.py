@@ -62,7 +62,6 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, targe
         exchange.failure = "client_disconnected"
         resp.close()
         return out
-    exchange.usage = observer.usage
     try:
         await out.write_eof()
     except ConnectionError:
@@ -115,6 +114,8 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
             last_data = last_write = loop.time()
             if observer.feed(chunk):
                 exchange.first_token_at = last_data
+            exchange.usage = observer.usage
+            exchange.completed = observer.done
             await _write(out, chunk)
     finally:
         if pending is not None:
