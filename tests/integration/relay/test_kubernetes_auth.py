@@ -1,0 +1,117 @@
+"""Kubernetes auth mode against the real API server: TokenReview, SubjectAccessReview (verb use),
+per-caller /v1/models, and the provider's key (not the caller's token) sent upstream."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+from kubernetes import client as k8s_client
+
+from chatprovider.relay import AuthMode
+
+from .conftest import create_secret, provider_body
+
+MSG = [{"role": "user", "content": "hello"}]
+LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+
+
+def grant_use(k8s, namespace: str, service_account: str, provider: str) -> None:
+    rbac = k8s_client.RbacAuthorizationV1Api(k8s)
+    rbac.create_namespaced_role(namespace, {
+        "metadata": {"name": f"use-{provider}"},
+        "rules": [{"apiGroups": ["ai.chatprovider.dev"], "resources": ["chatproviders"],
+                   "resourceNames": [provider], "verbs": ["use"]}],
+    })
+    rbac.create_namespaced_role_binding(namespace, {
+        "metadata": {"name": f"{service_account}-uses-{provider}"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": f"use-{provider}"},
+        "subjects": [{"kind": "ServiceAccount", "name": service_account,
+                      "namespace": namespace}],
+    })
+
+
+@pytest.fixture()
+def secured(relay_factory, make_upstream, k8s, namespace, mint_token):
+    upstream = make_upstream("vllm", api_keys={"provider-key"})
+    create_secret(k8s, namespace, "llm-key", "provider-key")
+    relay = relay_factory(auth_mode=AuthMode.KUBERNETES)
+    relay.add(provider_body(namespace, "vllm", upstream.url, upstream.models,
+                            key_secret="llm-key"))
+    relay.add(provider_body(namespace, "other", upstream.url, ["other-model"],
+                            key_secret="llm-key"))
+    grant_use(k8s, namespace, "app", "vllm")
+    tokens = {"allowed": mint_token(namespace, "app"),
+              "denied": mint_token(namespace, "stranger")}
+    return relay, upstream, namespace, tokens
+
+
+def test_service_account_with_use_permission_chats(secured) -> None:
+    relay, upstream, ns, tokens = secured
+    client = relay.client(tokens["allowed"])
+    assert [m.id for m in client.models.list()] == [f"{ns}/vllm/{m}" for m in upstream.models]
+    answer = client.chat.completions.create(model=f"{ns}/vllm/{LLAMA}", messages=MSG)
+    assert answer.choices[0].message.content
+    stream = client.chat.completions.create(model=LLAMA, messages=MSG, stream=True)
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    seen = upstream.requests[-1]
+    assert seen.api_key == "provider-key"
+    assert tokens["allowed"] not in repr(dict(seen.headers))
+
+
+def test_service_account_without_permission_is_403_and_sees_nothing(secured) -> None:
+    relay, upstream, ns, tokens = secured
+    client = relay.client(tokens["denied"])
+    assert list(client.models.list()) == []
+    with pytest.raises(openai.PermissionDeniedError) as info:
+        client.chat.completions.create(model=f"{ns}/vllm/{LLAMA}", messages=MSG)
+    assert info.value.code == "provider_forbidden"
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model=LLAMA, messages=MSG,
+                                       extra_headers={"X-ChatProvider": f"{ns}/vllm"})
+    with pytest.raises(openai.NotFoundError) as unknown:
+        client.chat.completions.create(model=LLAMA, messages=MSG)
+    assert f"{ns}/vllm" not in unknown.value.message
+    assert upstream.journal.total == 0
+
+
+def test_permission_is_per_provider(secured) -> None:
+    relay, _, ns, tokens = secured
+    client = relay.client(tokens["allowed"])
+    with pytest.raises(openai.PermissionDeniedError):
+        client.chat.completions.create(model=f"{ns}/other/other-model", messages=MSG)
+    with pytest.raises(openai.NotFoundError):
+        client.chat.completions.create(model="other-model", messages=MSG)
+
+
+def test_invalid_or_missing_token_is_401(secured) -> None:
+    relay, upstream, ns, _ = secured
+    with pytest.raises(openai.AuthenticationError):
+        relay.client("not-a-valid-token").models.list()
+    with pytest.raises(openai.AuthenticationError):
+        relay.client("not-a-valid-token").chat.completions.create(model=LLAMA, messages=MSG)
+    resp = httpx.get(f"{relay.url}/models")
+    assert resp.status_code == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert resp.json()["error"]["type"] == "authentication_error"
+    resp = httpx.get(f"{relay.url}/models", headers={"Authorization": "Basic dXNlcjpwYXNz"})
+    assert resp.status_code == 401
+    assert upstream.journal.total == 0
+
+
+def test_reviews_are_cached(secured) -> None:
+    relay, _, ns, tokens = secured
+    calls: list[str] = []
+    original = relay.kube.create
+
+    async def counting(path, body):
+        calls.append(path.rsplit("/", 1)[-1])
+        return await original(path, body)
+
+    relay.kube.create = counting
+    client = relay.client(tokens["allowed"])
+    for _ in range(5):
+        client.models.list()
+        client.chat.completions.create(model=LLAMA, messages=MSG)
+    assert calls.count("tokenreviews") == 1
+    assert calls.count("subjectaccessreviews") == 2  # one per provider
