@@ -43,7 +43,9 @@ class Handlers:
         self._targets = targets
         self._forwarder = forwarder
         self._metrics = metrics
-        self._limiter = ProviderLimiter(settings.provider_concurrency, settings.queue_timeout)
+        self._limiter = ProviderLimiter(
+            settings.provider_concurrency, settings.queue_timeout,
+            on_busy=lambda k: metrics.busy.labels(k.namespace, k.name).inc())
         self._ready = ready
 
     # -- service routes -----------------------------------------------------------------------

@@ -8,7 +8,7 @@ ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from chatprovider.domain.openai_errors import OpenAIError
@@ -28,9 +28,11 @@ class ProviderBusy(OpenAIError):
 class ProviderLimiter:
     """One semaphore per provider, created on first use."""
 
-    def __init__(self, limit: int, queue_timeout: float) -> None:
+    def __init__(self, limit: int, queue_timeout: float,
+                 on_busy: Callable[[ProviderKey], None] | None = None) -> None:
         self._limit = limit
         self._timeout = queue_timeout
+        self._on_busy = on_busy
         self._slots: dict[ProviderKey, asyncio.Semaphore] = {}
 
     def in_use(self, provider: ProviderKey) -> int:
@@ -43,12 +45,14 @@ class ProviderLimiter:
         if slots is None:
             slots = self._slots[provider] = asyncio.Semaphore(self._limit)
         if slots.locked():
-            if self._timeout <= 0:
-                raise ProviderBusy(provider)
             try:
+                if self._timeout <= 0:
+                    raise TimeoutError
                 async with asyncio.timeout(self._timeout):
                     await slots.acquire()
             except TimeoutError:
+                if self._on_busy is not None:
+                    self._on_busy(provider)
                 raise ProviderBusy(provider) from None
         else:
             await slots.acquire()

@@ -175,6 +175,8 @@ def test_concurrency_limit_answers_429(relay_factory, upstream) -> None:
         assert info.value.code == "provider_busy"
         assert info.value.response.headers["retry-after"] == "1"
         assert [line for line in lines if line][-1] == "data: [DONE]"
+    assert relay.metric("chatprovider_relay_provider_busy_total", namespace="team-a",
+                        provider="vllm") == 1
 
 
 def test_queueing_waits_for_a_slot(relay_factory, upstream) -> None:
