@@ -92,6 +92,12 @@ class RelayThread:
             await self.objects.close()
             await self.transports.close()
             await self.kube.close()
+            await asyncio.sleep(0.1)  # let closed transports run their connection_lost
+            current = asyncio.current_task()
+            rest = [t for t in asyncio.all_tasks() if t is not current]
+            for task in rest:
+                task.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
 
         for client in self._clients:
             client.close()
