@@ -41,7 +41,9 @@ def _forward(summary: str, description: str, streams: bool) -> dict[str, Any]:
             },
             "responses": {"200": {"description": "The provider's answer, passed through.",
                                   "content": content},
-                          **_errors(*_FORWARD_ERRORS)},
+                          **_errors(*_FORWARD_ERRORS),
+                          # an upstream's own error status (such as 422) is passed through
+                          "default": _ERROR},
         }
     }
 
