@@ -22,6 +22,8 @@ from chatprovider.controlplane.plane import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
+pytest_plugins = ["tests.realupstreams"]
+
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:

@@ -17,8 +17,6 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.prober import ProbeRequest, probe
@@ -27,9 +25,10 @@ from chatprovider.domain.durations import parse_duration
 from chatprovider.domain.endpoint import InvalidEndpoint, resolve_endpoint
 from chatprovider.domain.probe import Retry, assess
 from chatprovider.domain.status import StatusInputs, build_status, needs_write, transitions
+from chatprovider.feed import Feed, ref_of
 from chatprovider.kube.client import ApiError, KubeClient
-from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
-from chatprovider.registry import ObjectRef, ProviderRef, ProviderView, Registry, view_from_body
+from chatprovider.kube.objects import ObjectSnapshot
+from chatprovider.registry import ObjectRef, ProviderRef, ProviderView
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
 
@@ -52,11 +51,12 @@ def _parse_time(text: Any) -> float | None:
 class Reconciler:
     """Owns the schedule of checks. Feed it watch events with :meth:`observe`; run :meth:`run`."""
 
-    def __init__(self, settings: OperatorSettings, client: KubeClient,
-                 objects: ReferencedObjects, transports: Transports, registry: Registry,
-                 recorder: EventRecorder, rng: random.Random | None = None) -> None:
-        self.settings, self.client, self.objects = settings, client, objects
-        self.transports, self.registry, self.recorder = transports, registry, recorder
+    def __init__(self, settings: OperatorSettings, client: KubeClient, feed: Feed,
+                 transports: Transports, recorder: EventRecorder,
+                 rng: random.Random | None = None) -> None:
+        self.settings, self.client, self.feed = settings, client, feed
+        self.registry, self.objects = feed.registry, feed.objects
+        self.transports, self.recorder = transports, recorder
         self._rng = rng or random.Random()
         self._heap: list[tuple[float, int, ProviderRef]] = []
         self._due: dict[ProviderRef, float] = {}
@@ -73,19 +73,12 @@ class Reconciler:
     # -- inputs -------------------------------------------------------------------------------
     def observe(self, event_type: str, body: Mapping[str, Any]) -> None:
         """A watch event for a ChatProvider (ADDED/MODIFIED/DELETED, or None when listed)."""
-        meta = body.get("metadata") or {}
-        ref = ProviderRef(str(meta.get("namespace")), str(meta.get("name")))
-        if event_type == "DELETED":
+        ref = ref_of(body)
+        old = self.registry.get(ref)
+        view = self.feed.observe(event_type, body)
+        if view is None:
             self.forget(ref)
             return
-        try:
-            view = view_from_body(body)
-        except ValidationError as exc:  # the CRD schema should have refused it
-            log.warning("ignoring %s: spec does not validate (%d errors)", ref, exc.error_count())
-            return
-        old = self.registry.get(ref)
-        self.registry.upsert(view)
-        self.objects.set_references(ref, view.referenced_objects())
         refresh = view.annotations.get(self.settings.refresh_annotation)
         if ref not in self._refresh_seen:
             self._refresh_seen[ref] = refresh
@@ -104,8 +97,7 @@ class Reconciler:
 
     def forget(self, ref: ProviderRef) -> None:
         """The provider is gone: drop it. Nothing is sent to its server."""
-        self.registry.remove(ref)
-        self.objects.set_references(ref, ())
+        self.feed.forget(ref)
         self._due.pop(ref, None)
         self._failures.pop(ref, None)
         self._refresh_seen.pop(ref, None)

@@ -1,0 +1,84 @@
+"""The operator process: kopf watches, the reconciler, and (optionally) the embedded relay."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+
+import kopf
+
+from chatprovider.controller.events import EventRecorder
+from chatprovider.controller.handlers import build_kopf_registry
+from chatprovider.controller.reconciler import Reconciler
+from chatprovider.feed import Feed
+from chatprovider.kube import KubeClient, KubeConfig
+from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
+from chatprovider.registry import ObjectRef, Registry
+from chatprovider.settings import OperatorSettings
+from chatprovider.upstream.transport import Transports
+
+__all__ = ["OperatorApp", "run_kopf"]
+
+log = logging.getLogger(__name__)
+
+#: Builds and starts the relay inside this loop; returns an async stop function.
+RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient],
+                        Awaitable[Callable[[], Awaitable[None]]]]
+
+
+async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
+                   stop_flag: asyncio.Event, liveness_port: int | None = None) -> None:
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=True,  # one active replica (Recreate); no peering objects needed
+        stop_flag=stop_flag,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+    )
+
+
+class OperatorApp:
+    """Everything the operator runs, wired together inside one event loop."""
+
+    def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None,
+                 liveness_port: int | None = None) -> None:
+        self.settings = settings
+        self._relay = relay
+        self._liveness_port = liveness_port
+        self.reconciler: Reconciler | None = None
+        self.registry = Registry()
+
+    async def run(self, stop_flag: asyncio.Event) -> None:
+        config = KubeConfig.load(self.settings.kubeconfig)
+        kube = KubeClient(config)
+        transports = Transports(self.settings.egress)
+        objects = ReferencedObjects(kube, on_change=self._object_changed)
+        recorder = EventRecorder(kube, instance=socket.gethostname())
+        self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),
+                                     transports, recorder)
+        kopf_registry = build_kopf_registry(self.reconciler.observe, config=config,
+                                            liveness=lambda: len(self.registry))
+        stop_relay: Callable[[], Awaitable[None]] | None = None
+        loop_task = asyncio.create_task(self.reconciler.run(), name="reconciler")
+        try:
+            if self._relay is not None:
+                stop_relay = await self._relay(self.registry, objects, transports, kube)
+            await run_kopf(kopf_registry, self.settings, stop_flag, self._liveness_port)
+        finally:
+            if stop_relay is not None:
+                await stop_relay()
+            loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop_task
+            await self.reconciler.stop()
+            await objects.close()
+            await transports.close()
+            await kube.close()
+
+    def _object_changed(self, ref: ObjectRef, snap: ObjectSnapshot) -> None:
+        if self.reconciler is not None:
+            self.reconciler.on_object_change(ref, snap)
