@@ -1,0 +1,71 @@
+"""Options shared by several commands; each has a ``CHATPROVIDER_*`` environment variable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from chatprovider.domain.egress import EgressPolicy
+from chatprovider.relay import AuthMode, RelaySettings
+
+__all__ = ["egress_policy", "kube_options", "relay_options", "relay_settings", "split"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def split(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Flatten repeated and comma-separated values (``-n a -n b`` or ``CHATPROVIDER_X=a,b``)."""
+    return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def kube_options(f: F) -> F:
+    for option in reversed([
+        click.option("--kubeconfig", envvar="CHATPROVIDER_KUBECONFIG", type=click.Path(),
+                     help="kubeconfig file; default: in-cluster, then $KUBECONFIG, "
+                          "~/.kube/config."),
+        click.option("-n", "--namespace", "namespaces", multiple=True,
+                     envvar="CHATPROVIDER_NAMESPACES",
+                     help="Namespace to watch (repeat or comma-separate); default: all."),
+        click.option("--egress-allow", multiple=True, envvar="CHATPROVIDER_EGRESS_ALLOW",
+                     help="Only these CIDRs may be connected to (repeat or comma-separate)."),
+        click.option("--egress-deny", multiple=True, envvar="CHATPROVIDER_EGRESS_DENY",
+                     help="These CIDRs may never be connected to, e.g. 127.0.0.0/8 in a "
+                          "cluster. Link-local and cloud metadata addresses are always "
+                          "denied unless allowed explicitly."),
+        click.option("--log-level", default="INFO", envvar="CHATPROVIDER_LOG_LEVEL",
+                     show_default=True, type=click.Choice(
+                         ["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+        click.option("--log-format", default="text", envvar="CHATPROVIDER_LOG_FORMAT",
+                     show_default=True, type=click.Choice(["text", "json"])),
+    ]):
+        f = option(f)
+    return f
+
+
+def relay_options(f: F) -> F:
+    for option in reversed([
+        click.option("--relay-host", default="0.0.0.0", envvar="CHATPROVIDER_RELAY_HOST",
+                     show_default=True, help="Address the relay listens on."),
+        click.option("--relay-port", default=8080, type=int, envvar="CHATPROVIDER_RELAY_PORT",
+                     show_default=True, help="Port of the relay (0 picks a free one)."),
+        click.option("--relay-auth", default="kubernetes", envvar="CHATPROVIDER_RELAY_AUTH",
+                     show_default=True, type=click.Choice([m.value for m in AuthMode]),
+                     help="kubernetes: callers present ServiceAccount tokens, checked with "
+                          "TokenReview and authorized with SubjectAccessReview (verb 'use' on "
+                          "chatproviders). none: anyone may call (local demo only)."),
+    ]):
+        f = option(f)
+    return f
+
+
+def egress_policy(allow: tuple[str, ...], deny: tuple[str, ...]) -> EgressPolicy:
+    try:
+        return EgressPolicy.from_strings(split(allow), split(deny))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+def relay_settings(host: str, port: int, auth: str) -> RelaySettings:
+    return RelaySettings(host=host, port=port, auth_mode=AuthMode(auth))

@@ -1,0 +1,122 @@
+"""``chatprovider run`` (operator + embedded relay) and ``chatprovider relay`` (relay alone)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import click
+
+from chatprovider.cli.options import egress_policy, kube_options, relay_options, relay_settings
+from chatprovider.controller.app import OperatorApp, RelayStarter, run_kopf
+from chatprovider.controller.handlers import build_kopf_registry
+from chatprovider.feed import Feed
+from chatprovider.kube import KubeClient, KubeConfig
+from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.logs import setup_logging
+from chatprovider.registry import Registry
+from chatprovider.relay import Relay, RelaySettings
+from chatprovider.settings import OperatorSettings
+from chatprovider.upstream.transport import Transports
+
+__all__ = ["embedded_relay", "relay", "run", "serve"]
+
+log = logging.getLogger(__name__)
+
+
+def embedded_relay(settings: RelaySettings) -> RelayStarter:
+    """A starter that runs the relay inside the operator's event loop."""
+
+    async def start(registry: Registry, objects: ReferencedObjects, transports: Transports,
+                    kube: KubeClient) -> Callable[[], Awaitable[None]]:
+        server = Relay(settings, registry, objects, transports, kube)
+        await server.start()
+        log.info("relay listening on %s", server.url)
+        return server.stop
+
+    return start
+
+
+def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``main(stop_flag)`` until SIGINT/SIGTERM sets the flag."""
+
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@click.command()
+@kube_options
+@relay_options
+@click.option("--relay/--no-relay", "with_relay", default=True, envvar="CHATPROVIDER_RELAY",
+              show_default=True, help="Run the relay inside the operator process.")
+@click.option("--workers", default=16, type=click.IntRange(1, 512), show_default=True,
+              envvar="CHATPROVIDER_WORKERS", help="Providers checked concurrently.")
+@click.option("--health-port", default=8081, type=int, show_default=True,
+              envvar="CHATPROVIDER_HEALTH_PORT", help="Port of the operator's /healthz "
+              "(0 disables it).")
+def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
+        egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
+        relay_port: int, relay_auth: str, with_relay: bool, workers: int,
+        health_port: int) -> None:
+    """Run the operator: watch ChatProviders, check their endpoints, write status and Events;
+    with the relay embedded unless --no-relay."""
+    from chatprovider.cli.options import split
+
+    setup_logging(log_level, log_format)
+    settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
+                                egress=egress_policy(egress_allow, egress_deny),
+                                workers=workers, log_format=log_format, log_level=log_level)
+    starter = embedded_relay(relay_settings(relay_host, relay_port, relay_auth)) \
+        if with_relay else None
+    app = OperatorApp(settings, relay=starter, liveness_port=health_port or None)
+    serve(app.run)
+
+
+@click.command()
+@kube_options
+@relay_options
+def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
+          egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
+          relay_port: int, relay_auth: str) -> None:
+    """Run the relay alone (a horizontally scalable Deployment): it only reads ChatProviders
+    and the Secrets they reference; every replica is active."""
+    from chatprovider.cli.options import split
+
+    setup_logging(log_level, log_format)
+    settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
+                                egress=egress_policy(egress_allow, egress_deny))
+    rsettings = relay_settings(relay_host, relay_port, relay_auth)
+
+    async def main(stop: asyncio.Event) -> None:
+        config = KubeConfig.load(kubeconfig)
+        kube = KubeClient(config)
+        transports = Transports(settings.egress)
+        registry = Registry()
+        objects = ReferencedObjects(kube)
+        feed = Feed(registry, objects)
+
+        def observe(event_type: str, body: Mapping[str, Any]) -> None:
+            feed.observe(event_type, body)
+
+        kopf_registry = build_kopf_registry(observe, config=config, liveness=lambda: len(registry))
+        stop_relay = await embedded_relay(rsettings)(registry, objects, transports, kube)
+        try:
+            await run_kopf(kopf_registry, settings, stop)
+        finally:
+            await stop_relay()
+            await objects.close()
+            await transports.close()
+            await kube.close()
+
+    serve(main)
