@@ -118,5 +118,6 @@ def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tup
             await objects.close()
             await transports.close()
             await kube.close()
+            await asyncio.sleep(0.25)  # let closed TLS transports finish (see OperatorApp.run)
 
     serve(main)

@@ -78,6 +78,9 @@ class OperatorApp:
             await objects.close()
             await transports.close()
             await kube.close()
+            # Closed TLS transports finish closing on the next loop iterations; let them, so
+            # that no socket outlives the loop (aiohttp's documented graceful shutdown).
+            await asyncio.sleep(0.25)
 
     def _object_changed(self, ref: ObjectRef, snap: ObjectSnapshot) -> None:
         if self.reconciler is not None:
