@@ -177,9 +177,12 @@ def classify_transport_error(exc: BaseException) -> tuple[Reason, str]:
         if isinstance(e, EgressDenied):
             return Reason.EGRESS_DENIED, str(e)
     for e in chain:
+        if isinstance(e, aiohttp.ClientConnectorCertificateError):
+            e = e.certificate_error  # aiohttp's wrapper subclasses ssl.CertificateError
         if isinstance(e, ssl.SSLCertVerificationError):
-            msg = (e.verify_message or str(e)).lower()
-            if e.verify_code == 62 or "hostname" in msg or "ip address mismatch" in msg:
+            msg = str(getattr(e, "verify_message", None) or e).lower()
+            if getattr(e, "verify_code", None) == 62 or "hostname" in msg or \
+                    "ip address mismatch" in msg:
                 return Reason.TLS_HOSTNAME_MISMATCH, f"certificate does not match the host: {msg}"
             return Reason.TLS_UNKNOWN_AUTHORITY, f"certificate not trusted: {msg}"
     if isinstance(exc, aiohttp.ClientProxyConnectionError):
