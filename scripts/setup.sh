@@ -28,6 +28,7 @@ else
 fi
 
 bash scripts/install-control-plane.sh >/dev/null
+bash scripts/install-helm.sh >/dev/null
 if [ "${SETUP_UPSTREAMS:-1}" = 1 ] && [ -f scripts/install-upstreams.sh ]; then
   bash scripts/install-upstreams.sh
 fi

@@ -1,0 +1,43 @@
+# One image, two commands:
+#   chatprovider run     the operator, with the relay embedded (the default command)
+#   chatprovider relay   the relay alone, for a separately scaled Deployment
+# Also in the image: `python -m chatprovider.devserver`, a small OpenAI-compatible demo upstream.
+#
+# Build:  docker build -t chatprovider-operator:dev .
+# The final stage holds only the Python runtime of the base image and one virtual environment,
+# runs as the numeric non-root user 65532 and works with a read-only root filesystem.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a wheel of this package, then a virtual environment with it and its dependencies ----
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    PYTHONDONTWRITEBYTECODE=1
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY operator/ operator/
+# The venv has no pip of its own: the build stage's pip installs into it (--python), so the
+# final image carries no installer. Byte code is compiled here, since the root filesystem is
+# read-only at run time.
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+ && python -m venv --without-pip /opt/chatprovider \
+ && pip --python /opt/chatprovider/bin/python install --only-binary=:all: /wheels/*.whl \
+ && /opt/chatprovider/bin/chatprovider --version
+
+# ---- run: the base image plus the virtual environment, nothing else -----------------------------
+FROM ${PYTHON_IMAGE}
+LABEL org.opencontainers.image.title="chatprovider-operator" \
+      org.opencontainers.image.description="Registers OpenAI-compatible chat endpoints as ChatProvider resources and relays chat completions to them." \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /opt/chatprovider /opt/chatprovider
+ENV PATH=/opt/chatprovider/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp
+USER 65532:65532
+# 8080: the relay (/v1, /healthz, /readyz, /metrics); 8081: the operator's liveness (/healthz)
+EXPOSE 8080 8081
+ENTRYPOINT ["chatprovider"]
+CMD ["run"]
