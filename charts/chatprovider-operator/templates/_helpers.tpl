@@ -1,0 +1,172 @@
+{{/* Names ------------------------------------------------------------------------------------ */}}
+
+{{- define "chatprovider.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* The release's base name: the release name, unless it already contains the chart name. */}}
+{{- define "chatprovider.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "chatprovider.operatorName" -}}
+{{- printf "%s" (include "chatprovider.fullname" .) }}
+{{- end }}
+
+{{- define "chatprovider.relayName" -}}
+{{- printf "%s-relay" (include "chatprovider.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chatprovider.operatorServiceAccount" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "chatprovider.operatorName" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "chatprovider.relayServiceAccount" -}}
+{{- if .Values.relay.serviceAccount.create }}
+{{- default (include "chatprovider.relayName" .) .Values.relay.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.relay.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Labels ----------------------------------------------------------------------------------- */}}
+
+{{- define "chatprovider.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+app.kubernetes.io/name: {{ include "chatprovider.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: chatprovider
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels of one component: include with (list $ "operator") or (list $ "relay"). */}}
+{{- define "chatprovider.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "chatprovider.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{- define "chatprovider.componentLabels" -}}
+{{- $root := index . 0 -}}
+{{ include "chatprovider.labels" $root }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end }}
+
+{{/* Settings -------------------------------------------------------------------------------- */}}
+
+{{- define "chatprovider.image" -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository $tag }}
+{{- end }}
+{{- end }}
+
+{{/* The relay runs somewhere: embedded in the operator or as its own Deployment. */}}
+{{- define "chatprovider.relayEnabled" -}}
+{{- if ne .Values.relay.mode "none" }}true{{ end }}
+{{- end }}
+
+{{/* Which ServiceAccounts need TokenReview + SubjectAccessReview (kubernetes auth). */}}
+{{- define "chatprovider.operatorReviews" -}}
+{{- if and (eq .Values.relay.mode "embedded") (eq .Values.relay.auth "kubernetes") }}true{{ end }}
+{{- end }}
+{{- define "chatprovider.relayReviews" -}}
+{{- if and (eq .Values.relay.mode "separate") (eq .Values.relay.auth "kubernetes") }}true{{ end }}
+{{- end }}
+
+{{/* Fail early on combinations the schema cannot express. */}}
+{{- define "chatprovider.validate" -}}
+{{- if and .Values.rbac.namespaced (not .Values.watchNamespaces) }}
+{{- fail "rbac.namespaced=true needs watchNamespaces: the Roles are created in those namespaces only" }}
+{{- end }}
+{{- if and .Values.serviceMonitor.enabled (eq .Values.relay.mode "none") }}
+{{- fail "serviceMonitor.enabled=true needs a relay (relay.mode embedded or separate): the metrics are the relay's" }}
+{{- end }}
+{{- end }}
+
+{{/* Environment shared by both commands (every flag of `chatprovider run|relay` has one). */}}
+{{- define "chatprovider.commonEnv" -}}
+- name: CHATPROVIDER_LOG_LEVEL
+  value: {{ .Values.logLevel | quote }}
+- name: CHATPROVIDER_LOG_FORMAT
+  value: {{ .Values.logFormat | quote }}
+{{- with .Values.watchNamespaces }}
+- name: CHATPROVIDER_NAMESPACES
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.egress.allow }}
+- name: CHATPROVIDER_EGRESS_ALLOW
+  value: {{ join "," . | quote }}
+{{- end }}
+{{- with .Values.egress.deny }}
+- name: CHATPROVIDER_EGRESS_DENY
+  value: {{ join "," . | quote }}
+{{- end }}
+- name: CHATPROVIDER_RELAY_HOST
+  value: {{ .Values.relay.host | quote }}
+- name: CHATPROVIDER_RELAY_PORT
+  value: {{ .Values.relay.port | quote }}
+- name: CHATPROVIDER_RELAY_AUTH
+  value: {{ .Values.relay.auth | quote }}
+{{- end }}
+
+{{/* RBAC rules ------------------------------------------------------------------------------ */}}
+
+{{/* The operator: read providers, write their status only, post Events, read referenced
+     Secrets and ConfigMaps (one object at a time: GET, or LIST/WATCH with a name selector). */}}
+{{- define "chatprovider.operatorRules" -}}
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatproviders"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatproviders/status"]
+  verbs: ["patch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{ include "chatprovider.referencedObjectRules" . }}
+{{- end }}
+
+{{/* The standalone relay: read providers and the objects they reference, nothing else. */}}
+{{- define "chatprovider.relayRules" -}}
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatproviders"]
+  verbs: ["get", "list", "watch"]
+{{ include "chatprovider.referencedObjectRules" . }}
+{{- end }}
+
+{{- define "chatprovider.referencedObjectRules" -}}
+- apiGroups: [""]
+  resources: ["secrets", "configmaps"]
+  verbs: ["get", "list", "watch"]
+{{- with .Values.rbac.resourceNames }}
+  resourceNames: {{ toJson . }}
+{{- end }}
+{{- end }}
+
+{{/* kopf's resource observer: lists and watches CRDs to find (and follow) chatproviders. */}}
+{{- define "chatprovider.crdObserverRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  verbs: ["list", "watch"]
+{{- end }}
