@@ -25,6 +25,7 @@ from chatprovider.domain.discovery import ModelsShapeError, parse_models
 from chatprovider.domain.durations import parse_duration
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.probe import CallOutcome, ProbeResult
+from chatprovider.domain.proxy import proxy_for
 from chatprovider.upstream.transport import EgressDenied, TransportProfile, Transports
 
 __all__ = ["ProbeRequest", "probe", "USER_AGENT"]
@@ -53,9 +54,9 @@ async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> P
         return _replace(base, endpoint_error=str(exc))
     if req.references[0] not in (Reason.SECRET_RESOLVED, Reason.NO_SECRET_REQUIRED):
         return base
+    proxy = proxy_for(endpoint.host, spec.proxy.url, spec.proxy.no_proxy) if spec.proxy else None
     profile = TransportProfile(ca_pem=req.ca_pem,
-                               insecure_skip_verify=spec.tls.insecure_skip_verify,
-                               proxy=spec.proxy.url if spec.proxy else None)
+                               insecure_skip_verify=spec.tls.insecure_skip_verify, proxy=proxy)
     session = transports.session(profile)
     headers = {h.name: h.value for h in spec.headers}
     headers.update({"User-Agent": USER_AGENT, "Accept": "application/json",

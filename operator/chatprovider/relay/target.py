@@ -15,6 +15,7 @@ from enum import StrEnum
 from chatprovider.domain.durations import parse_duration
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.openai_errors import OpenAIError
+from chatprovider.domain.proxy import proxy_for
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
 from chatprovider.registry import ObjectRef, ProviderView
 from chatprovider.upstream.transport import TransportProfile
@@ -60,17 +61,6 @@ def _unavailable(provider: str, what: str) -> OpenAIError:
                        code="provider_not_ready", headers={"Retry-After": "1"})
 
 
-def _no_proxy(host: str, patterns: list[str]) -> bool:
-    host = host.lower().rstrip(".")
-    for pattern in patterns:
-        p = pattern.lower().strip().rstrip(".")
-        if p == "*" or host == p.lstrip(".") or (p.startswith(".") and host.endswith(p)):
-            return True
-        if not p.startswith(".") and host.endswith("." + p):
-            return True
-    return False
-
-
 class Targets:
     """Builds :class:`Target` objects; caches the spec-derived part per provider version."""
 
@@ -93,8 +83,8 @@ class Targets:
         except (InvalidEndpoint, ValueError) as exc:
             raise _unavailable(str(view.ref), str(exc)) from None
         proxy = None
-        if spec.proxy is not None and not _no_proxy(endpoint.host, list(spec.proxy.no_proxy)):
-            proxy = spec.proxy.url
+        if spec.proxy is not None:
+            proxy = proxy_for(endpoint.host, spec.proxy.url, spec.proxy.no_proxy)
         static = _Static(endpoint, connect, first_byte, idle,
                          tuple((h.name, h.value) for h in spec.headers), proxy)
         if len(self._static) > 4096:
