@@ -25,12 +25,17 @@ RUN pip wheel --no-deps --wheel-dir /wheels . \
  && python -m venv --without-pip /opt/chatprovider \
  && pip --python /opt/chatprovider/bin/python install --only-binary=:all: /wheels/*.whl \
  && /opt/chatprovider/bin/chatprovider --version
+# Name the numeric user: getpass.getuser() (kopf's identity, when POD_ID is unset) needs an
+# /etc/passwd entry for the uid it runs as.
+RUN echo "chatprovider:x:65532:65532:chatprovider:/nonexistent:/usr/sbin/nologin" >> /etc/passwd \
+ && echo "chatprovider:x:65532:" >> /etc/group
 
-# ---- run: the base image plus the virtual environment, nothing else -----------------------------
+# ---- run: the base image plus the virtual environment (and a name for uid 65532), nothing else --
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="chatprovider-operator" \
       org.opencontainers.image.description="Registers OpenAI-compatible chat endpoints as ChatProvider resources and relays chat completions to them." \
       org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=build /etc/passwd /etc/group /etc/
 COPY --from=build /opt/chatprovider /opt/chatprovider
 ENV PATH=/opt/chatprovider/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -106,6 +106,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 
 {{/* Environment shared by both commands (every flag of `chatprovider run|relay` has one). */}}
 {{- define "chatprovider.commonEnv" -}}
+# kopf's identity; without it kopf asks getpass.getuser(), which needs a passwd entry for the uid.
+- name: POD_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
 - name: CHATPROVIDER_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: CHATPROVIDER_LOG_FORMAT
