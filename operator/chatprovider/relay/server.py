@@ -29,6 +29,7 @@ from chatprovider.relay.handlers import Handlers
 from chatprovider.relay.metrics import RelayMetrics
 from chatprovider.relay.middleware import error_middleware
 from chatprovider.relay.openapi import openapi_document
+from chatprovider.relay.playground import mount_playground
 from chatprovider.relay.settings import AuthMode, RelaySettings
 from chatprovider.relay.target import Targets
 from chatprovider.upstream.transport import Transports
@@ -71,6 +72,8 @@ class Relay:
         handlers = Handlers(settings, CatalogCache(registry), access, Targets(objects),
                             Forwarder(transports), self.metrics, self.is_ready)
         self.app = _build_app(settings, handlers, self.metrics)
+        if settings.playground:
+            mount_playground(self.app, registry, access)
 
     def is_ready(self) -> bool:
         """Started, not stopping, and the embedder's ``ready`` check (if any) passes."""

@@ -73,7 +73,8 @@ class RelaySettings:
     access_log: bool = True
     """Log one line per request (never with a body or a header value)."""
     playground: bool = False
-    """Placeholder for the browser chat playground; not implemented yet, must stay False."""
+    """Serve the browser chat playground at ``/`` and ``GET /v1/providers`` (the caller's
+    providers and their conditions). Off by default; ``chatprovider up`` turns it on."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -94,5 +95,3 @@ class RelaySettings:
                             "shutdown_grace": self.shutdown_grace}.items():
             if value < 0:
                 raise ValueError(f"{name} must not be negative")
-        if self.playground:
-            raise ValueError("the playground is not implemented yet")

@@ -45,7 +45,7 @@ def test_over_the_limit_a_request_waits_then_is_refused() -> None:
 
 @pytest.mark.parametrize("changes", [
     {"port": 70000}, {"max_body_bytes": 0}, {"provider_concurrency": -1},
-    {"keepalive_interval": -1.0}, {"playground": True},
+    {"keepalive_interval": -1.0},
 ])
 def test_settings_refuse_nonsense(changes: dict) -> None:
     with pytest.raises(ValueError):
