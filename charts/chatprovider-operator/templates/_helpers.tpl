@@ -169,9 +169,15 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
-{{/* kopf's resource observer: lists and watches CRDs to find (and follow) chatproviders. */}}
-{{- define "chatprovider.crdObserverRules" -}}
+{{/* kopf's observers: CRDs, to find (and follow) chatproviders; with namespaces listed,
+     namespaces too (without, kopf retries listing them for minutes before it starts). */}}
+{{- define "chatprovider.discoveryRules" -}}
 - apiGroups: ["apiextensions.k8s.io"]
   resources: ["customresourcedefinitions"]
   verbs: ["list", "watch"]
+{{- if .Values.watchNamespaces }}
+- apiGroups: [""]
+  resources: ["namespaces"]
+  verbs: ["list", "watch"]
+{{- end }}
 {{- end }}

@@ -224,14 +224,15 @@ def test_relay_rbac_reads_only(render) -> None:
     one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-relay-auth-delegator")
 
 
-def test_namespaced_rbac_grants_nothing_cluster_wide_but_crds_and_reviews(render) -> None:
+def test_namespaced_rbac_grants_nothing_cluster_wide_but_discovery_and_reviews(render) -> None:
     objects = render({"rbac": {"namespaced": True, "resourceNames": ["llm-key"]},
                       "watchNamespaces": ["team-a", "team-b"], "relay": {"mode": "separate"}})
     cluster_roles = [r for r in find(objects, "ClusterRole")
                      if r["metadata"]["name"].startswith("cpo-")]
     assert {r["metadata"]["name"] for r in cluster_roles} == {
-        "cpo-chatprovider-operator-crds", "cpo-chatprovider-operator-relay-crds"}
-    assert all(_rules(r) == CRD_WATCH for r in cluster_roles)
+        "cpo-chatprovider-operator-discovery", "cpo-chatprovider-operator-relay-discovery"}
+    namespaces = {("", "namespaces", v, ()) for v in ("list", "watch")}
+    assert all(_rules(r) == CRD_WATCH | namespaces for r in cluster_roles)
     for ns in ("team-a", "team-b"):
         role = one(objects, "Role", "cpo-chatprovider-operator", ns)
         named = {("", r, v, ("llm-key",)) for r in ("secrets", "configmaps")
