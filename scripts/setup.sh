@@ -32,4 +32,5 @@ bash scripts/install-helm.sh >/dev/null
 if [ "${SETUP_UPSTREAMS:-1}" = 1 ] && [ -f scripts/install-upstreams.sh ]; then
   bash scripts/install-upstreams.sh
 fi
+bash scripts/install-browser.sh  # Chromium for the playground test (SETUP_BROWSER=0 skips)
 log "ready"
