@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
-import textwrap
 import time
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import click
 import httpx
 
 from chatprovider.api.crd import render
+from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.run import embedded_relay, serve
 from chatprovider.controller.app import OperatorApp
 from chatprovider.controlplane import BinariesNotFound, ControlPlane, ControlPlaneError
@@ -90,19 +91,50 @@ def _chat(relay_url: str, model: str) -> str:
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the "
               "upstream's API key (with --upstream).")
 @click.option("--server-type", default="generic", show_default=True,
-              type=click.Choice(["generic", "vllm", "ollama", "tgi", "openai", "litellm",
-                                 "llamacpp"]))
+              type=click.Choice([t.value for t in ServerType]),
+              help="spec.serverType of the demo provider (with --upstream; messages only).")
 @click.option("--relay-port", default=8080, show_default=True, type=int,
-              envvar="CHATPROVIDER_RELAY_PORT", help="Relay port (0 picks a free one).")
-@click.option("--once", is_flag=True, help="Exit after the first answer (for scripts).")
+              envvar="CHATPROVIDER_RELAY_PORT",
+              help="Port of the relay on 127.0.0.1 (0 picks a free one).")
+@click.option("--playground/--no-playground", default=True, show_default=True,
+              envvar="CHATPROVIDER_UP_PLAYGROUND",
+              help="Serve the browser chat playground at the relay's root URL.")
+@click.option("--ready-timeout", default=60.0, show_default=True, type=click.FloatRange(1),
+              metavar="SECONDS", help="How long to wait for the provider to become Ready "
+              "before printing why it is not and exiting.")
+@click.option("--once", is_flag=True, help="Exit after the first answer (for scripts and CI).")
 @click.option("--log-level", default="WARNING", show_default=True,
-              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Log level of the operator and the relay (their logs go to stderr).")
 def up(upstream: str | None, api_key_env: str | None, server_type: str, relay_port: int,
-       once: bool, log_level: str) -> None:
-    """Run everything locally: etcd + kube-apiserver, the ChatProvider CRD, the operator with
-    its relay (authentication off), and a demo provider; wait for Ready, send a chat through
-    the relay, print how to reach everything, and keep running until Ctrl-C."""
+       playground: bool, ready_timeout: float, once: bool, log_level: str) -> None:
+    """Run the whole product on this machine, with no cluster and no Docker.
+
+    \b
+    Six steps, each printed as [n/6]:
+      1. find etcd, kube-apiserver and kubectl (built by `make setup`);
+      2. start them on loopback, in a temporary directory;
+      3. install the ChatProvider CRD;
+      4. start the upstream: a built-in demo server, or --upstream;
+      5. start the operator and its relay (authentication off: local use only);
+      6. apply ChatProvider demo/demo, wait for Ready, stream one chat through the relay.
+
+    Then print the KUBECONFIG, the relay's base URL and the playground's URL, and keep running
+    until Ctrl-C (or exit at once with --once). Everything is removed on exit.
+
+    \b
+    Examples:
+      chatprovider up
+      chatprovider up --upstream http://localhost:11434 --server-type ollama
+      VLLM_KEY=... chatprovider up --upstream http://gpu-box:8000 --api-key-env VLLM_KEY
+    """
     setup_logging(log_level)
+    key = os.environ.get(api_key_env) if api_key_env else None
+    if api_key_env and not key:
+        raise click.BadParameter(f"${api_key_env} is empty or unset", param_hint="--api-key-env")
+    if api_key_env and not upstream:
+        raise click.BadParameter("only with --upstream (the demo server has its own key)",
+                                 param_hint="--api-key-env")
     _step(1, "finding the control-plane binaries (build them with `make setup`)")
     try:
         plane = ControlPlane()
@@ -123,28 +155,32 @@ def up(upstream: str | None, api_key_env: str | None, server_type: str, relay_po
                 "crd/chatproviders.ai.chatprovider.dev")
         _wait_served(kubectl)
         if upstream:
-            endpoint, key = upstream, os.environ.get(api_key_env) if api_key_env else None
+            endpoint = upstream
+            _step(4, f"upstream: {endpoint}")
         else:
             server = DevServer("vllm", api_keys={"demo-key"}).start()
             endpoint, key, server_type = server.base_url, "demo-key", "vllm"
-        _step(4, f"upstream: {endpoint}")
+            _step(4, f"upstream: the built-in demo server (looks like vLLM) at {endpoint}")
         port = relay_port or free_port()
         relay_url = f"http://127.0.0.1:{port}"
-        _step(5, f"starting the operator and its relay at {relay_url} (auth: none)")
+        _step(5, f"starting the operator and its relay at {relay_url} (auth: none"
+                 f"{', playground at /' if playground else ''})")
         settings = OperatorSettings(kubeconfig=str(plane.kubeconfig), min_retry_seconds=1.0)
         relay = embedded_relay(RelaySettings(host="127.0.0.1", port=port,
-                                             auth_mode=AuthMode.NONE))
+                                             auth_mode=AuthMode.NONE, playground=playground))
         app = OperatorApp(settings, relay=relay)
 
         async def main(stop: asyncio.Event) -> None:
             task = asyncio.create_task(app.run(stop))
+            finished = False
             try:
                 await asyncio.to_thread(_demo, kubectl, endpoint, key, server_type, relay_url,
-                                        plane, once)
+                                        plane, once, playground, ready_timeout)
+                finished = True
             finally:
-                if once:
+                if once or not finished:
                     stop.set()
-            await task
+                await task
 
         serve(main)
     finally:
@@ -167,30 +203,69 @@ def _wait_served(kubectl: _Kubectl, timeout: float = 30.0) -> None:
             time.sleep(0.2)
 
 
+def _conditions(kubectl: _Kubectl) -> list[dict[str, str]]:
+    body = json.loads(kubectl("get", "-n", NAMESPACE, "chatprovider/demo", "-o", "json"))
+    return list((body.get("status") or {}).get("conditions") or [])
+
+
+def _wait_ready(kubectl: _Kubectl, endpoint: str, timeout: float) -> None:
+    """Wait for Ready=True; show each new reason it is not; on timeout explain and fail."""
+    deadline = time.monotonic() + timeout
+    shown = ""
+    conditions: list[dict[str, str]] = []
+    while time.monotonic() < deadline:
+        conditions = _conditions(kubectl)
+        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+        if ready is not None and ready.get("status") == "True":
+            return
+        if ready is not None and ready.get("reason") != shown:
+            shown = str(ready.get("reason"))
+            click.echo(f"      not Ready yet: {shown}: {ready.get('message', '')} "
+                       "(the operator retries)", err=True)
+        time.sleep(0.3)
+    click.secho(f"ChatProvider {NAMESPACE}/demo is not Ready after {timeout:.0f}s. Its "
+                "conditions:", bold=True, err=True)
+    for c in conditions:
+        click.echo(f"  {c.get('type', ''):<18} {c.get('status', ''):<8} "
+                   f"{c.get('reason', ''):<22} {c.get('message', '')}", err=True)
+    raise click.ClickException(
+        f"the provider did not become Ready. Diagnose the endpoint step by step with\n"
+        f"  chatprovider check {endpoint}\n"
+        "and look the reason up in docs/troubleshooting.md.")
+
+
 def _demo(kubectl: _Kubectl, endpoint: str, key: str | None, server_type: str, relay_url: str,
-          plane: ControlPlane, once: bool) -> None:
+          plane: ControlPlane, once: bool, playground: bool, ready_timeout: float) -> None:
     _step(6, f"applying ChatProvider {NAMESPACE}/demo and waiting for Ready")
     kubectl("apply", "-f", "-", input=_manifest(endpoint, key, server_type))
     started = time.monotonic()
-    kubectl("wait", "--for=condition=Ready", "--timeout=60s", "-n", NAMESPACE,
-            "chatprovider/demo")
+    _wait_ready(kubectl, endpoint, ready_timeout)
     click.echo(f"      Ready after {time.monotonic() - started:.1f}s", err=True)
     click.echo(kubectl("get", "chatproviders", "-A", "-o", "wide"))
     models = json.loads(httpx.get(f"{relay_url}/v1/models", timeout=10).text)["data"]
     model = models[0]["id"]
     click.secho(f"chat through the relay with model {model}:", bold=True)
     _chat(relay_url, model)
-    click.echo(textwrap.dedent(f"""
-        Everything is running. In another terminal:
-
-          export KUBECONFIG={plane.kubeconfig}
-          kubectl get chatproviders -A
-          kubectl describe chatprovider -n {NAMESPACE} demo
-
-          export OPENAI_BASE_URL={relay_url}/v1 OPENAI_API_KEY=unused
-          curl -s $OPENAI_BASE_URL/models
-          curl -s $OPENAI_BASE_URL/chat/completions -H 'Content-Type: application/json' \\
-            -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}'
-        """))
+    heading = ("While `chatprovider up` runs (without --once), from another terminal:" if once
+               else "Everything is running. In another terminal:")
+    kubectl_path = [] if shutil.which("kubectl") else [
+        f"export PATH={plane.binaries.kubectl.parent}:$PATH   # the kubectl of `make setup`"]
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hi"}]})
+    lines = [
+        *kubectl_path,
+        f"export KUBECONFIG={plane.kubeconfig}",
+        "kubectl get chatproviders -A",
+        f"kubectl describe chatprovider -n {NAMESPACE} demo",
+        "",
+        f"export OPENAI_BASE_URL={relay_url}/v1 OPENAI_API_KEY=unused",
+        "curl -s $OPENAI_BASE_URL/models",
+        "curl -s $OPENAI_BASE_URL/chat/completions -H 'Content-Type: application/json' \\",
+        f"  -d '{body}'",
+    ]
+    click.echo(f"\n{heading}\n")
+    click.echo("\n".join(f"  {line}" if line else "" for line in lines))
+    click.echo()
+    if playground:
+        click.secho(f"Playground: open {relay_url}/ in a browser.", bold=True)
     if not once:
         click.echo("Press Ctrl-C to stop.", err=True)
