@@ -1,0 +1,199 @@
+"""``python -m bench [--smoke] [--cases 1,2,...] [--providers N] [--big-providers N]``.
+
+Starts everything on loopback (a control plane, the bench upstreams, the operator, the relay,
+LiteLLM's proxy, nginx), runs the cases, prints the table, writes the raw results to
+``bench/results/results.json``, the figures to ``docs/bench/`` and the report to
+``BENCHMARKS.md`` (not in ``--smoke`` mode, which writes under ``bench/results/smoke``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import platform
+import shlex
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.config import ROOT, BenchConfig, full, smoke
+from bench.source import snapshot
+
+CASE_ORDER = ("1", "2", "4", "5", "3", "6", "8", "7")
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    p.add_argument("--smoke", action="store_true", help="every case at tiny sizes (< 2 min)")
+    p.add_argument("--cases", default="1,2,3,4,5,6,7,8", help="comma-separated case numbers")
+    p.add_argument("--providers", type=int, help="providers of case 7 (default 1000)")
+    p.add_argument("--big-providers", type=int,
+                   help="the large count of case 7 (default 5000; 0 skips it)")
+    p.add_argument("--soak-seconds", type=float, help="case 6 soak length (default 120)")
+    p.add_argument("--code", default="HEAD",
+                   help="commit to measure (default HEAD), or 'worktree' for the working tree")
+    p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    p.add_argument("--results", type=Path, help="results directory")
+    return p.parse_args(argv)
+
+
+def build_config(args: argparse.Namespace) -> BenchConfig:
+    cfg = smoke(args.results) if args.smoke else full()
+    changes: dict[str, Any] = {"cases": frozenset(c.strip() for c in args.cases.split(",")),
+                               "pin": not args.no_pin}
+    if args.results and not args.smoke:
+        changes["results_dir"] = args.results
+    if args.providers is not None:
+        changes["providers"] = args.providers
+    if args.big_providers is not None:
+        changes["big_providers"] = args.big_providers
+    if args.soak_seconds is not None:
+        changes["soak_seconds"] = args.soak_seconds
+    cfg = dataclasses.replace(cfg, **changes)
+    cfg.results_dir.mkdir(parents=True, exist_ok=True)
+    if args.code != "worktree":
+        code, commit = snapshot(args.code, cfg.results_dir)
+        sys.path.insert(0, str(code))  # the driver's imports of chatprovider too
+        cfg = dataclasses.replace(cfg, code=code, commit=commit)
+    return cfg
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
+    import aiohttp
+
+    from bench.stack import litellm_version, nginx_version
+
+    mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
+    return {
+        "command": " ".join(["python -m bench", *map(shlex.quote, argv)]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
+        "duration": f"{time.time() - started:.0f} s",
+        "code measured": cfg.commit,
+        "machine": f"{os.cpu_count()} CPUs ({_cpu_model()}), {int(mem) // 2**20} GiB, "
+                   f"Linux {platform.release()}, shared with other work (see background CPU)",
+        "versions": f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+                    f"LiteLLM {litellm_version()}, nginx {nginx_version()}, wrk 4.1.0 (Debian)",
+        "placement": ("proxy under test (relay, LiteLLM, nginx) alone on CPU 1; load "
+                      "generator and upstreams on CPU 0; control plane and operator "
+                      "unpinned") if cfg.proxy_cpus else "no CPU pinning",
+        "relay": "`chatprovider relay --relay-auth none` (standalone, default settings, "
+                 "access log on at INFO), providers made Ready by `chatprovider run`",
+        "references": "direct = the same request straight to the upstream; LiteLLM proxy "
+                      "(1 worker, no master key, one model whose api_base is the upstream); "
+                      "nginx (1 worker, keep-alive upstream pool, proxy_buffering off)",
+        "upstream": "the project's dev server (`bench/upstream.py`: devserver + key "
+                    "record), a separate process",
+        "load generator": "bench/client.py + bench/loadgen.py: asyncio protocols, open loop, "
+                          "latency from the intended send time",
+    }
+
+
+async def run_cases(cfg: BenchConfig) -> dict[str, Any]:
+    from bench.cases import latency, memory, operator, rotation, streaming, throughput
+    from bench.cases.throughput import wrk
+    from bench.session import MODEL, Session, pin_driver
+    from bench.stack import UPSTREAM_KEY, Stack
+
+    s = Session(cfg, Stack(cfg))
+    relay_cases = cfg.cases & {"1", "2", "3", "4", "5", "6", "8"}
+    steps = {"1": latency.one_at_a_time, "2": latency.fixed_rates,
+             "3": throughput.run, "4": streaming.one_at_a_time, "5": streaming.concurrent,
+             "6": memory.run, "7": operator.run, "8": rotation.run}
+    try:
+        t = time.monotonic()
+        await s.start_plane()
+        pin_driver(cfg)
+        s.start_upstreams()
+        if "3" in cfg.cases:
+            s.start_litellm()
+        print(f"[bench] control plane and upstreams up in {time.monotonic() - t:.1f}s",
+              flush=True)
+        fast = s.upstreams["fast"]
+        s.results["0"] = {"wrk": await asyncio.to_thread(wrk, s, "127.0.0.1", fast.port, MODEL,
+                                                         UPSTREAM_KEY)}
+        print(f"[bench] upstream ceiling (wrk): {s.results['0']['wrk']}", flush=True)
+        if relay_cases:
+            await s.start_relay_side()
+            print(f"[bench] relay up, idle RSS {s.relay_idle_rss:.1f} MiB", flush=True)
+        for case in CASE_ORDER:
+            if case not in cfg.cases:
+                continue
+            t = time.monotonic()
+            print(f"[bench] case {case} ...", flush=True)
+            result = await steps[case](s)
+            brief = {k: v for k, v in result.items()
+                     if not isinstance(v, (list, dict)) or k in ("relay", "direct")}
+            print(f"[bench] case {case} done in {time.monotonic() - t:.0f}s: "
+                  f"{json.dumps(brief, default=str)[:400]}", flush=True)
+            if s.relay is not None and not s.relay.alive():
+                raise RuntimeError(f"the relay died:\n{s.relay.tail()}")
+    finally:
+        await s.close()
+    return s.results
+
+
+def details(r: dict[str, Any], cfg: BenchConfig) -> str:
+    """Per-case settings and raw numbers (without the long sample lists)."""
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items()
+                    if k not in ("samples_ms", "samples", "ready_curve")}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    settings = {k: (sorted(v) if isinstance(v, frozenset) else v)
+                for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("results_dir", "figures_dir", "report", "code")}
+    return ("Settings of this run:\n\n```json\n" + json.dumps(settings, default=str) +
+            "\n```\n\nRaw results per case (sample lists left out; all in "
+            "`bench/results/results.json`):\n\n```json\n" +
+            json.dumps(strip(r), indent=1, default=str) + "\n```")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse(argv)
+    cfg = build_config(args)
+    started = time.time()
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    results = asyncio.run(run_cases(cfg))
+    from bench import plots, report
+
+    info = meta(cfg, argv, started)
+    (cfg.results_dir / "results.json").write_text(
+        json.dumps({"meta": info, "results": results}, indent=1, default=str))
+    all_rows = report.rows(results)
+    print()
+    print(report.table(all_rows))
+    figures = plots.all_figures(results, cfg.figures_dir)
+    if cfg.report is not None:
+        analysis_file = ROOT / "bench" / "analysis.md"
+        analysis = analysis_file.read_text() if analysis_file.exists() else ""
+        rel = [(title, path.relative_to(ROOT)) for title, path in figures]
+        cfg.report.write_text(report.markdown(all_rows, info, rel, details(results, cfg),
+                                              analysis))
+        print(f"\nwrote {cfg.report.relative_to(ROOT)} and {len(figures)} figures in "
+              f"{cfg.figures_dir.relative_to(ROOT)}")
+    else:
+        print(f"\nresults in {cfg.results_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

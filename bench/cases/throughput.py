@@ -1,0 +1,151 @@
+"""Case 3: the throughput frontier of the relay, LiteLLM's proxy and nginx, against the same
+upstream, each a single process on the same CPU; and the upstream's own ceiling (direct).
+
+The frontier is the highest fixed arrival rate at which p99 latency stays under the bound
+with no error and at least 98% of the rate achieved: rates grow by x1.6 until one fails, then
+the gap is bisected. ``wrk`` (closed loop, fixed connections) gives a second opinion: the
+saturation throughput.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from typing import Any
+
+from bench.client import Pool
+from bench.loadgen import Endpoint, RunResult, open_loop
+from bench.session import MODEL, RssSampler, Session, chat_endpoint
+from bench.stack import UPSTREAM_KEY
+from bench.stats import BackgroundLoad, ms
+
+__all__ = ["frontier", "run"]
+
+
+def _passes(res: RunResult, bound_ms: float) -> bool:
+    return (res.errors == 0 and res.achieved >= 0.98 * (res.rate or 0)
+            and ms(res.latencies, 0.99) <= bound_ms)
+
+
+def _step(res: RunResult, passed: bool) -> dict[str, Any]:
+    lat = res.latencies
+    return {"rate": round(res.rate or 0, 1), "achieved": round(res.achieved, 1),
+            "errors": res.errors, "p50": ms(lat, 0.5), "p99": ms(lat, 0.99), "pass": passed}
+
+
+async def frontier(ep: Endpoint, seconds: float, start: float, top: float, bound_ms: float,
+                   refine: int) -> dict[str, Any]:
+    steps: list[dict[str, Any]] = []
+    passed: float | None = None
+    failed: float | None = None
+
+    async def trial(rate: float) -> bool:
+        pool = Pool(ep.host, ep.port, max_connections=1024)
+        try:
+            await pool.warm(16)
+            res = await open_loop(pool, ep, rate, seconds, grace=2.0)
+        finally:
+            await pool.close()
+        ok = _passes(res, bound_ms)
+        steps.append(_step(res, ok))
+        await asyncio.sleep(1.0 if ok else 3.0)  # let a backlog drain
+        return ok
+
+    rate = start
+    while rate <= top:
+        if await trial(rate):
+            passed = rate
+            rate *= 1.6
+        else:
+            failed = rate
+            break
+    while passed is None and failed is not None and failed > 5:
+        rate = failed / 2  # the first rate already failed: walk down
+        if await trial(rate):
+            passed = rate
+        else:
+            failed = rate
+    for _ in range(refine):
+        if passed is None or failed is None:
+            break
+        mid = (passed + failed) / 2
+        if await trial(mid):
+            passed = mid
+        else:
+            failed = mid
+    return {"frontier": round(passed or 0.0, 1), "first_fail": failed, "steps": steps}
+
+
+def wrk(s: Session, ep_host: str, port: int, model: str, key: str | None) -> dict[str, Any]:
+    """Saturation throughput with wrk (closed loop), POSTing the same body."""
+    cfg = s.cfg
+    script = cfg.results_dir / f"wrk-{port}.lua"
+    headers = ['wrk.headers["Content-Type"] = "application/json"']
+    if key:
+        headers.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+    script.write_text('wrk.method = "POST"\n' + "\n".join(headers) +
+                      f"\nwrk.body = '{body}'\n")
+    seconds = max(1, round(cfg.wrk_seconds))
+    argv = ["wrk", "-t1", f"-c{cfg.wrk_connections}", f"-d{seconds}s", "--latency",
+            "-s", str(script), f"http://{ep_host}:{port}/v1/chat/completions"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True,  # noqa: S603
+                             timeout=cfg.wrk_seconds + 60).stdout
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"error": type(exc).__name__}
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {"rps": float(rps.group(1)) if rps else None,
+            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+            "non_2xx": int(errors.group(1)) if errors else 0,
+            "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0}
+
+
+async def run(s: Session) -> dict[str, Any]:
+    cfg = s.cfg
+    fast = s.upstreams["fast"]
+    nginx, nginx_port = s.stack.nginx(fast)
+    litellm_port = await s.litellm_ready()
+    targets: dict[str, tuple[Endpoint, int, str, str | None]] = {
+        "direct": (s.direct(), fast.port, MODEL, UPSTREAM_KEY),
+        "nginx": (chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY), nginx_port,
+                  MODEL, UPSTREAM_KEY),
+        "relay": (s.via_relay(), s.relay_port, s.via_relay_model(), None),
+        "litellm": (chat_endpoint("litellm", litellm_port, MODEL), litellm_port, MODEL, None),
+    }
+    procs = {"relay": s.relay, "nginx": nginx, "litellm": s.litellm}
+    out: dict[str, Any] = {"bound_ms": cfg.frontier_bound_ms,
+                           "step_seconds": cfg.frontier_step_seconds, "targets": {}}
+    bg = BackgroundLoad().start()
+    for name, (ep, port, model, key) in targets.items():
+        proc = procs.get(name)
+        sampler = RssSampler(proc).start() if proc is not None else None
+        cpu0 = proc.cpu() if proc is not None else 0.0
+        result = await frontier(ep, cfg.frontier_step_seconds, cfg.frontier_start,
+                                cfg.frontier_max, cfg.frontier_bound_ms, cfg.frontier_refine)
+        result["wrk"] = await asyncio.to_thread(wrk, s, "127.0.0.1", port, model, key)
+        if proc is not None and sampler is not None:
+            await sampler.stop()
+            result["rss_peak_mib"] = round(sampler.peak, 1)
+            result["cpu_seconds"] = round(proc.cpu() - cpu0, 1)
+            if name == "relay":
+                s.relay_load_peak = max(s.relay_load_peak, sampler.peak)
+        out["targets"][name] = result
+    out["background_cpu_pct"] = bg.stop()
+    t = out["targets"]
+    if t["litellm"]["frontier"]:
+        out["relay_over_litellm"] = round(t["relay"]["frontier"] / t["litellm"]["frontier"], 2)
+    if t["nginx"]["frontier"]:
+        out["relay_over_nginx"] = round(t["relay"]["frontier"] / t["nginx"]["frontier"], 2)
+    w = {k: v["wrk"].get("rps") for k, v in t.items()}
+    if w.get("litellm") and w.get("relay"):
+        out["wrk_relay_over_litellm"] = round(w["relay"] / w["litellm"], 2)
+    s.stack.stop(nginx)
+    s.results["3"] = out
+    return out

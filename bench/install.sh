@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install what the benchmarks need (idempotent; caches under ${CHATPROVIDER_CACHE:-~/.cache/chatprovider}):
+#   nginx (Debian nginx-light, else nginx) and wrk      apt-get
+#   matplotlib, py-spy, pyinstrument                    the project venv's "bench" extra
+#   LiteLLM's proxy in its own venv                     scripts/install-upstreams.sh litellm
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+CACHE=${CHATPROVIDER_CACHE:-$HOME/.cache/chatprovider}
+VENV=${VENV:-$CACHE/venv}
+export PIP_CACHE_DIR=${PIP_CACHE_DIR:-$CACHE/pip} PIP_DISABLE_PIP_VERSION_CHECK=1
+log() { printf '[bench-install %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] || ! command -v wrk >/dev/null 2>&1; then
+  log "installing nginx and wrk from Debian"
+  $SUDO apt-get update -qq
+  if ! DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx-light wrk; then
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx wrk
+  fi
+  # The package may start a system nginx on port 80; the bench runs its own on loopback.
+  $SUDO service nginx stop >/dev/null 2>&1 || true
+else
+  log "nginx and wrk already installed"
+fi
+
+[ -x "$VENV/bin/python" ] || { log "no venv at $VENV: run 'make setup' first"; exit 1; }
+if "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then
+  log "bench Python extras already installed"
+else
+  log "installing the bench extra into $VENV"
+  "$VENV/bin/pip" install --quiet -e "$ROOT[dev,bench]"
+  # Same pins as pyproject's bench extra, for a checkout whose pyproject predates it.
+  "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null \
+    || "$VENV/bin/pip" install --quiet "matplotlib>=3.8" "py-spy>=0.3" "pyinstrument>=4.6"
+fi
+
+bash "$ROOT/scripts/install-upstreams.sh" litellm
+log "done"

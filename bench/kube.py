@@ -1,0 +1,179 @@
+"""The Kubernetes side of the suite: namespaces, the key Secret, ChatProviders, waiting for
+Ready (one watch, many objects), and the API server's own request counters."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
+from chatprovider.kube.client import ApiError, KubeClient
+
+__all__ = ["ReadyWatch", "Writes", "apiserver_writes", "create_namespace", "create_providers",
+           "provider", "put_secret"]
+
+KEY_SECRET = "bench-key"
+
+
+def provider(namespace: str, name: str, endpoint: str) -> dict[str, Any]:
+    """A ChatProvider for a bench upstream (generic server, API key from ``bench-key``)."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChatProvider",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"endpoint": endpoint, "serverType": "generic",
+                 "apiKeySecretRef": {"name": KEY_SECRET}},
+    }
+
+
+def _providers_path(namespace: str) -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
+
+
+async def create_namespace(kube: KubeClient, name: str) -> None:
+    try:
+        await kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+    except ApiError as exc:
+        if not exc.conflict:
+            raise
+
+
+async def put_secret(kube: KubeClient, namespace: str, key: str) -> None:
+    """Create or change the key Secret (``apiKey`` = ``key``)."""
+    path = f"/api/v1/namespaces/{namespace}/secrets"
+    try:
+        await kube.create(path, {"metadata": {"name": KEY_SECRET}, "stringData": {"apiKey": key}})
+    except ApiError as exc:
+        if not exc.conflict:
+            raise
+        await kube.merge_patch(f"{path}/{KEY_SECRET}", {"stringData": {"apiKey": key}})
+
+
+async def create_providers(kube: KubeClient, bodies: Iterable[dict[str, Any]],
+                           concurrency: int = 32) -> dict[str, float]:
+    """Create them (``concurrency`` in flight); returns name → time the create was sent."""
+    sent: dict[str, float] = {}
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(body: dict[str, Any]) -> None:
+        async with slots:
+            meta = body["metadata"]
+            sent[meta["name"]] = time.monotonic()
+            await kube.create(_providers_path(meta["namespace"]), body)
+
+    await asyncio.gather(*(one(b) for b in bodies))
+    return sent
+
+
+def _is_ready(obj: dict[str, Any]) -> bool:
+    meta, status = obj.get("metadata") or {}, obj.get("status") or {}
+    if status.get("observedGeneration") != meta.get("generation"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True"
+               for c in status.get("conditions") or [])
+
+
+class ReadyWatch:
+    """Watches the ChatProviders of a namespace and notes when each first turned Ready."""
+
+    def __init__(self, kube: KubeClient, namespace: str) -> None:
+        self._kube, self._ns = kube, namespace
+        self.ready_at: dict[str, float] = {}
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        listing = await self._kube.get(_providers_path(self._ns))
+        for item in listing.get("items") or []:
+            if _is_ready(item):
+                self.ready_at.setdefault(item["metadata"]["name"], time.monotonic())
+        version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
+        self._task = asyncio.create_task(self._run(version))
+
+    async def _run(self, version: str) -> None:
+        while True:
+            try:
+                async for event in self._kube.watch(_providers_path(self._ns),
+                                                    resource_version=version):
+                    obj = event.object
+                    version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                    if event.type in ("ADDED", "MODIFIED") and _is_ready(obj):
+                        name = obj["metadata"]["name"]
+                        if name not in self.ready_at:
+                            self.ready_at[name] = time.monotonic()
+                            self._changed.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - re-watch (from the last version seen)
+                await asyncio.sleep(0.2)
+
+    async def wait(self, names: Iterable[str], timeout: float) -> bool:
+        """True once every name is Ready; False when ``timeout`` passes first."""
+        wanted = set(names)
+        deadline = time.monotonic() + timeout
+        while not wanted <= self.ready_at.keys():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), min(left, 1.0))
+            except TimeoutError:
+                pass
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+
+class Writes:
+    """API server request counters that matter to the operator's write budget."""
+
+    def __init__(self, status_patches: float, other_provider_writes: float,
+                 events: float) -> None:
+        self.status_patches = status_patches
+        self.other_provider_writes = other_provider_writes
+        self.events = events
+
+    def __sub__(self, other: Writes) -> Writes:
+        return Writes(self.status_patches - other.status_patches,
+                      self.other_provider_writes - other.other_provider_writes,
+                      self.events - other.events)
+
+
+def _labels(line: str) -> dict[str, str]:
+    inner = line[line.index("{") + 1:line.rindex("}")]
+    out: dict[str, str] = {}
+    for part in inner.split('",'):
+        key, _, value = part.partition('="')
+        out[key.strip()] = value.rstrip('"')
+    return out
+
+
+def apiserver_writes(kubectl: Path, kubeconfig: Path) -> Writes:
+    """From ``apiserver_request_total`` (the API server's own count of every request)."""
+    text = subprocess.run(  # noqa: S603 - our own kubectl
+        [str(kubectl), f"--kubeconfig={kubeconfig}", "get", "--raw", "/metrics"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    status = other = events = 0.0
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = _labels(line)
+        value = float(line.rsplit(" ", 1)[1])
+        verb = labels.get("verb", "")
+        if verb not in ("POST", "PUT", "PATCH", "DELETE", "APPLY", "CREATE", "UPDATE"):
+            continue
+        if labels.get("resource") == "chatproviders":
+            if labels.get("subresource") == "status" and verb in ("PATCH", "PUT", "APPLY"):
+                status += value
+            elif labels.get("subresource", "") == "" and verb != "POST":
+                other += value
+        elif labels.get("resource") == "events" and verb in ("POST", "CREATE"):
+            events += value
+    return Writes(status, other, events)

@@ -1,0 +1,180 @@
+"""The results as a table (targets and verdicts) and as ``BENCHMARKS.md``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Row", "markdown", "rows", "table"]
+
+
+@dataclass(frozen=True)
+class Row:
+    case: str
+    metric: str
+    value: str
+    target: str
+    ok: bool | None  # None: no target
+
+
+def _g(d: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def _num(v: Any, unit: str = "", digits: int = 2) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}{unit}"
+    return f"{v}{unit}"
+
+
+def _check(v: Any, test: Callable[[Any], bool]) -> bool | None:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return None
+    return bool(test(v))
+
+
+def rows(r: dict[str, Any]) -> list[Row]:
+    out: list[Row] = []
+
+    def add(case: str, metric: str, v: Any, unit: str, target: str,
+            test: Callable[[Any], bool] | None, digits: int = 2) -> None:
+        out.append(Row(case, metric, _num(v, unit, digits), target,
+                       _check(v, test) if test else None))
+
+    c0 = r.get("0", {})
+    add("0", "upstream alone: wrk saturation (req/s)", _g(c0, "wrk", "rps"), "", "(reference)",
+        None, 0)
+    c1 = r.get("1", {})
+    add("1", "added latency, one at a time: p50", c1.get("added_p50"), " ms", "≤ 1 ms",
+        lambda v: v <= 1.0)
+    add("1", "added latency, one at a time: p99", c1.get("added_p99"), " ms", "≤ 3 ms",
+        lambda v: v <= 3.0)
+    for row in _g(r, "2", "rows") or []:
+        rate = row["rate"]
+        errs = row["relay"]["errors"] + row["direct"]["errors"]
+        target = "≤ 10 ms, 0 errors" if rate == 500 else "(no target)"
+        test = (lambda v, e=errs: v <= 10.0 and e == 0) if rate == 500 else None
+        add("2", f"added p50 / p99 at {rate} req/s (errors relay/direct "
+            f"{row['relay']['errors']}/{row['direct']['errors']})",
+            row["added_p99"], " ms", target, test)
+        out[-1] = Row(out[-1].case, out[-1].metric,
+                      f"{_num(row['added_p50'], ' ms')} / {out[-1].value}", out[-1].target,
+                      out[-1].ok)
+    t = _g(r, "3", "targets") or {}
+    for name in ("direct", "relay", "litellm", "nginx"):
+        if name in t:
+            add("3", f"frontier {name} (req/s at p99 ≤ {_g(r, '3', 'bound_ms')} ms, 0 errors)",
+                t[name]["frontier"], "", "(reference)" if name != "relay" else "", None, 0)
+            out[-1] = Row("3", out[-1].metric, f"{out[-1].value} (wrk "
+                          f"{_num(_g(t[name], 'wrk', 'rps'), '', 0)})", out[-1].target, None)
+    add("3", "relay / LiteLLM throughput", _g(r, "3", "relay_over_litellm"), "×", "≥ 3×",
+        lambda v: v >= 3.0)
+    add("3", "relay / nginx throughput", _g(r, "3", "relay_over_nginx"), "×", "(reference)",
+        None)
+    c4 = r.get("4", {})
+    add("4", "added time to first token: p50", c4.get("added_ttft_p50"), " ms", "(no target)",
+        None)
+    add("4", "added time to first token: p99", c4.get("added_ttft_p99"), " ms", "≤ 2 ms",
+        lambda v: v <= 2.0)
+    add("4", "added inter-frame delay: p50 / p99", c4.get("added_gap_p99"), " ms", "(no target)",
+        None)
+    if out and out[-1].case == "4":
+        out[-1] = Row("4", out[-1].metric, f"{_num(c4.get('added_gap_p50'), ' ms')} / "
+                      f"{out[-1].value}", out[-1].target, None)
+    coalesced = _g(c4, "relay", "coalesced_frames")
+    add("4", "frames coalesced by the relay (unbuffered = 0)", coalesced, "", "0",
+        lambda v: v == 0, 0)
+    c5 = r.get("5", {})
+    for row in c5.get("rows", []):
+        rel = row["relay"]
+        add("5", f"{row['streams']} concurrent streams: stalled relay / direct "
+            f"(TTFT p99 {_num(rel['ttft_p99'], ' ms', 0)})", rel["stalled"], "",
+            "0 (at 256)" if row["streams"] == 256 else "(no target)",
+            (lambda v: v == 0) if row["streams"] == 256 else None, 0)
+        out[-1] = Row("5", out[-1].metric, f"{out[-1].value} / {row['direct']['stalled']}",
+                      out[-1].target, out[-1].ok)
+    add("5", "most streams with no stall", c5.get("max_without_stall"), "", "≥ 256",
+        lambda v: v >= 256, 0)
+    c6 = r.get("6", {})
+    add("6", "relay RSS idle", c6.get("idle_mib"), " MiB", "(no target)", None, 1)
+    add("6", "relay RSS peak under load", c6.get("load_peak_mib"), " MiB", "≤ 150 MB",
+        lambda v: v * 1.048576 <= 150.0, 1)
+    add("6", f"relay RSS growth over the soak ({c6.get('soak_seconds')} s at "
+        f"{c6.get('soak_rate')} req/s)", c6.get("soak_growth_mib"), " MiB", "(no target)",
+        None, 1)
+    c7 = r.get("7", {})
+    add("7", "apply-to-Ready p50", _g(c7, "apply_to_ready", "p50_ms"), " ms", "≤ 500 ms",
+        lambda v: v <= 500.0, 0)
+    add("7", "apply-to-Ready p99", _g(c7, "apply_to_ready", "p99_ms"), " ms", "(no target)",
+        None, 0)
+    bulk = c7.get("bulk", {})
+    add("7", f"{bulk.get('providers')} providers to Ready", bulk.get("all_ready_seconds"), " s",
+        "≤ 60 s", lambda v: v <= 60.0 and bool(bulk.get("all_ready")), 1)
+    writes = None if not bulk else (bulk["status_patches_per_provider"]
+                                    + bulk["other_writes_per_provider"])
+    add("7", "API writes per provider (status patches + other; events apart)", writes, "",
+        "≤ 2", lambda v: v <= 2.0, 2)
+    add("7", "Events posted per provider", bulk.get("events_per_provider"), "", "(no target)",
+        None, 2)
+    rs = c7.get("restart", {})
+    rw = None if not rs else rs["status_patches"] + rs["other_writes"]
+    add("7", f"writes after a restart with no change ({rs.get('settle_s')} s)", rw, "", "0",
+        lambda v: v == 0, 0)
+    for count, rss in (c7.get("rss_at") or {}).items():
+        add("7", f"operator RSS at {count} providers", rss, " MiB", "(no target)", None, 1)
+    add("7", "operator RSS at 0 providers", c7.get("rss_0_mib"), " MiB", "(no target)", None, 1)
+    big = c7.get("big")
+    if big:
+        add("7", f"{big.get('total_providers')} providers: the last {big['providers']} to Ready",
+            big.get("all_ready_seconds"), " s", "(no target)", None, 1)
+    c8 = r.get("8", {})
+    add("8", "key rotation: Secret update → first upstream request with the new key, p99",
+        c8.get("p99_ms"), " ms", "≤ 3 s", lambda v: v <= 3000.0 and not c8.get("missed"), 0)
+    add("8", "failed requests during rotations", c8.get("failed_requests"), "", "0",
+        lambda v: v == 0, 0)
+    return [row for row in out if row.value != "n/a" or row.ok is not None]
+
+
+def _verdict(ok: bool | None) -> str:
+    return {True: "met", False: "MISSED", None: ""}[ok]
+
+
+def table(all_rows: list[Row]) -> str:
+    w = max(len(x.metric) for x in all_rows) if all_rows else 10
+    lines = [f"{'case':4} {'metric':{w}} {'value':>24} {'target':>18}  verdict"]
+    for x in all_rows:
+        lines.append(f"{x.case:4} {x.metric:{w}} {x.value:>24} {x.target:>18}  "
+                     f"{_verdict(x.ok)}")
+    return "\n".join(lines)
+
+
+def markdown(all_rows: list[Row], meta: dict[str, Any], figures: list[tuple[str, Path]],
+             details: str, analysis: str) -> str:
+    out = ["# Benchmarks", "",
+           "Generated by `python -m bench` (`bench/`); the hand-written analysis at the end "
+           "comes from `bench/analysis.md`. Every figure is a ratio or a difference measured "
+           "in the same run against a reference.", "",
+           "## How this was run", "", f"    {meta['command']}", ""]
+    for key, value in meta.items():
+        if key != "command":
+            out.append(f"- **{key}**: {value}")
+    out += ["", "## Results against the targets", "",
+            "| case | metric | value | target | verdict |", "|---|---|---|---|---|"]
+    for x in all_rows:
+        out.append(f"| {x.case} | {x.metric} | {x.value} | {x.target} | {_verdict(x.ok)} |")
+    out += ["", "## Figures", ""]
+    for title, path in figures:
+        out += [f"### {title}", "", f"![{title}]({path.as_posix()})", ""]
+    out += ["## Details", "", details, ""]
+    if analysis:
+        out += [analysis.strip(), ""]
+    return "\n".join(out)

@@ -1,0 +1,194 @@
+"""The processes of a run: control plane, bench upstreams, operator, relay, LiteLLM, nginx.
+
+Every server listens on 127.0.0.1 only. With pinning on, the proxy under test (relay, LiteLLM
+or nginx) runs alone on CPU 1; the load generator (this process) and the upstreams share CPU 0;
+the control plane and the operator may use both.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bench.config import ROOT, BenchConfig
+from bench.procs import Proc, free_port, wait_http
+
+__all__ = ["LITELLM_VENV", "Stack", "Upstream", "litellm_version", "nginx_version"]
+
+CACHE = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider")
+LITELLM_VENV = CACHE / "upstreams" / "litellm-venv"
+UPSTREAM_KEY = "bench-key-0"
+"""The key the Secret holds at first; the upstreams accept every key starting with bench-."""
+
+
+@dataclass
+class Upstream:
+    name: str
+    port: int
+    proc: Proc
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def _clean_env(code: Path | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.upper().endswith("_PROXY")}
+    env["PYTHONPATH"] = f"{code}:{ROOT}" if code is not None else str(ROOT)
+    env.update(extra)
+    return env
+
+
+class Stack:
+    """Starts and stops everything; all logs go to ``<results>/logs``."""
+
+    def __init__(self, cfg: BenchConfig) -> None:
+        self.cfg = cfg
+        self.logs = cfg.results_dir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.procs: list[Proc] = []
+        self.python = sys.executable
+        self.chatprovider = str(Path(sys.executable).with_name("chatprovider"))
+
+    def env(self) -> dict[str, str]:
+        return _clean_env(self.cfg.code)
+
+    def _start(self, proc: Proc) -> Proc:
+        self.procs.append(proc.start())
+        return proc
+
+    def stop(self, proc: Proc) -> None:
+        proc.stop()
+        if proc in self.procs:
+            self.procs.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+
+    # -- upstreams --------------------------------------------------------------------------
+    def upstream(self, name: str, frames: int = 8, frame_delay: float = 0.0) -> Upstream:
+        port = free_port()
+        proc = self._start(Proc(
+            f"upstream-{name}",
+            [self.python, "-m", "bench.upstream", "--port", str(port), "--stream-frames",
+             str(frames), "--frame-delay", str(frame_delay)],
+            self.logs / f"upstream-{name}.log", cpus=self.cfg.driver_cpus or self.cfg.all_cpus,
+            env=self.env(), cwd=ROOT))
+        wait_http(f"http://127.0.0.1:{port}/health", 20, proc)
+        return Upstream(name, port, proc)
+
+    # -- operator and relay -----------------------------------------------------------------
+    def operator(self, kubeconfig: Path, namespace: str, tag: str = "operator") -> Proc:
+        """``chatprovider run`` (operator with its embedded relay) on every CPU."""
+        return self._start(Proc(
+            tag,
+            [self.chatprovider, "run", "--kubeconfig", str(kubeconfig), "-n", namespace,
+             "--relay-auth", "none", "--relay-host", "127.0.0.1", "--relay-port", "0",
+             "--health-port", "0"],
+            self.logs / f"{tag}.log", cpus=self.cfg.all_cpus, env=self.env(), cwd=ROOT))
+
+    def relay(self, kubeconfig: Path, namespace: str) -> tuple[Proc, int]:
+        """``chatprovider relay`` (the relay alone), pinned like every proxy under test."""
+        port = free_port()
+        proc = self._start(Proc(
+            "relay",
+            [self.chatprovider, "relay", "--kubeconfig", str(kubeconfig), "-n", namespace,
+             "--relay-auth", "none", "--relay-host", "127.0.0.1", "--relay-port", str(port)],
+            self.logs / "relay.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+            env=self.env(), cwd=ROOT))
+        wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
+        return proc, port
+
+    # -- the references ---------------------------------------------------------------------
+    def litellm(self, upstream: Upstream, key: str) -> tuple[Proc, int]:
+        """LiteLLM's proxy, one worker, one model whose api_base is ``upstream``; no auth."""
+        exe = LITELLM_VENV / "bin" / "litellm"
+        if not exe.exists():
+            raise RuntimeError(f"{exe} missing: run bench/install.sh")
+        workdir = self.cfg.results_dir / "litellm"
+        workdir.mkdir(parents=True, exist_ok=True)
+        config = workdir / "config.yaml"
+        config.write_text(yaml.safe_dump({
+            "model_list": [{"model_name": "devserver-chat", "litellm_params": {
+                "model": "openai/devserver-chat", "api_base": f"{upstream.base}/v1",
+                "api_key": key}}],
+            "litellm_settings": {"telemetry": False},
+        }))
+        port = free_port()
+        proc = self._start(Proc(
+            "litellm",
+            [str(exe), "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+             "--num_workers", "1", "--telemetry", "False"],
+            self.logs / "litellm.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+            env=_clean_env(None, LITELLM_LOCAL_MODEL_COST_MAP="True", LITELLM_LOG="ERROR",
+                           PYTHONPATH=""), cwd=workdir))
+        return proc, port
+
+    def nginx(self, upstream: Upstream) -> tuple[Proc, int]:
+        """nginx as a plain reverse proxy: one worker, keep-alive upstream, unbuffered."""
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        prefix = self.cfg.results_dir / "nginx"
+        prefix.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream=upstream.port))
+        proc = self._start(Proc(
+            "nginx", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            self.logs / "nginx.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+            env=self.env()))
+        wait_http(f"http://127.0.0.1:{port}/health", 10, proc)
+        return proc, port
+
+
+NGINX_CONF = """\
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    upstream devserver {{ server 127.0.0.1:{upstream}; keepalive 256; }}
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location / {{
+            proxy_pass http://devserver;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+}}
+"""
+
+
+def litellm_version() -> str:
+    py = LITELLM_VENV / "bin" / "python"
+    if not py.exists():
+        return "not installed"
+    out = subprocess.run(  # noqa: S603
+        [str(py), "-c", "from importlib.metadata import version; print(version('litellm'))"],
+        capture_output=True, text=True, timeout=60)
+    return out.stdout.strip() or "unknown"
+
+
+def nginx_version() -> str:
+    exe = shutil.which("nginx") or "/usr/sbin/nginx"
+    try:
+        out = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=10)  # noqa: S603
+    except OSError:
+        return "not installed"
+    return out.stderr.strip().split("/")[-1] or "unknown"

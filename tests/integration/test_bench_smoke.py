@@ -1,0 +1,66 @@
+"""The benchmark suite's harness works: ``python -m bench --smoke`` runs every case at tiny
+sizes against real processes (control plane, upstreams, operator, relay, LiteLLM, nginx) and
+produces a complete result set. No timing is asserted: this machine's numbers are the report's
+business, not the test's."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+LITELLM = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider"
+               ) / "upstreams" / "litellm-venv" / "bin" / "litellm"
+
+
+def _missing() -> list[str]:
+    missing = [tool for tool in ("wrk",) if shutil.which(tool) is None]
+    if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
+        missing.append("nginx")
+    if not LITELLM.exists():
+        missing.append("LiteLLM's proxy")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        missing.append("matplotlib")
+    return missing
+
+
+def test_smoke_runs_every_case(tmp_path: Path) -> None:
+    if missing := _missing():
+        pytest.fail(f"missing {', '.join(missing)}: run `bash bench/install.sh`", pytrace=False)
+    results = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--code", "worktree", "--results",
+         str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=280,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((results / "results.json").read_text())
+    r = data["results"]
+    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8"}
+    # 1, 2: every request answered, on both paths
+    assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
+    assert all(row["relay"]["sent"] > 0 for row in r["2"]["rows"])
+    # 3: a frontier search ran against all four targets
+    assert set(r["3"]["targets"]) == {"direct", "relay", "litellm", "nginx"}
+    assert all(t["steps"] for t in r["3"]["targets"].values())
+    # 4, 5: streams were tracked frame by frame through the relay
+    assert r["4"]["relay"]["streams"] > 0 and r["4"]["relay"]["frames"] > 0
+    assert all(row["relay"]["completed"] == row["streams"] for row in r["5"]["rows"])
+    # 6: RSS was sampled
+    assert r["6"]["idle_mib"] > 0 and r["6"]["samples"]
+    # 7: providers became Ready and the API server's write counters were read
+    assert r["7"]["bulk"]["all_ready"] and r["7"]["bulk"]["status_patches_per_provider"] > 0
+    assert "status_patches" in r["7"]["restart"]
+    # 8: the new keys reached the upstream
+    assert r["8"]["picked_up"] == r["8"]["trials"]
+    assert "| case | metric |" not in proc.stdout  # smoke writes no report ...
+    assert "case metric" in proc.stdout              # ... but prints the table
+    assert list((results / "figures").glob("*.png"))
