@@ -13,6 +13,7 @@ import kopf
 from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.handlers import build_kopf_registry
 from chatprovider.controller.reconciler import Reconciler
+from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
@@ -45,9 +46,13 @@ class OperatorApp:
     """Everything the operator runs, wired together inside one event loop."""
 
     def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None,
-                 liveness_port: int | None = None) -> None:
+                 liveness_port: int | None = None, *,
+                 transports: Callable[[EgressPolicy], Transports] = Transports) -> None:
+        """``transports`` builds the upstream connection pools (tests pass one with a stub name
+        resolver)."""
         self.settings = settings
         self._relay = relay
+        self._transports = transports
         self._liveness_port = liveness_port
         self.reconciler: Reconciler | None = None
         self.registry = Registry()
@@ -55,7 +60,7 @@ class OperatorApp:
     async def run(self, stop_flag: asyncio.Event) -> None:
         config = KubeConfig.load(self.settings.kubeconfig)
         kube = KubeClient(config)
-        transports = Transports(self.settings.egress)
+        transports = self._transports(self.settings.egress)
         objects = ReferencedObjects(kube, on_change=self._object_changed)
         recorder = EventRecorder(kube, instance=socket.gethostname())
         self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),

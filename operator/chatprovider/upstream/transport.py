@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,13 @@ class EgressDenied(OSError):
 
 
 class PolicyResolver(AbstractResolver):
-    """Resolves with the system resolver, then drops addresses the policy refuses."""
+    """Resolves with the system resolver (or ``inner``), then drops addresses the policy
+    refuses. aiohttp connects to exactly the addresses returned, so what was checked is what is
+    connected to."""
 
-    def __init__(self, policy: EgressPolicy) -> None:
+    def __init__(self, policy: EgressPolicy, inner: AbstractResolver | None = None) -> None:
         self._policy = policy
-        self._inner = DefaultResolver()
+        self._inner = inner if inner is not None else DefaultResolver()
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
@@ -66,13 +69,18 @@ class TransportProfile:
 
 
 class Transports:
-    """A cache of sessions by profile. Create and use inside one event loop."""
+    """A cache of sessions by profile. Create and use inside one event loop.
+
+    ``resolver`` makes the name resolver each connection pool asks (default: the system's); the
+    egress policy is applied to whatever it answers. Tests use it to stand in for DNS."""
 
     def __init__(self, policy: EgressPolicy, *, pool_size: int = 256,
-                 keepalive_timeout: float = 30.0) -> None:
+                 keepalive_timeout: float = 30.0,
+                 resolver: Callable[[], AbstractResolver] | None = None) -> None:
         self.policy = policy
         self._pool_size = pool_size
         self._keepalive = keepalive_timeout
+        self._resolver = resolver
         self._sessions: dict[tuple[str, bool, str | None], aiohttp.ClientSession] = {}
 
     def session(self, profile: TransportProfile) -> aiohttp.ClientSession:
@@ -80,7 +88,8 @@ class Transports:
         if session is None or session.closed:
             connector = aiohttp.TCPConnector(
                 ssl=profile.ssl_context(),
-                resolver=PolicyResolver(self.policy),
+                resolver=PolicyResolver(
+                    self.policy, self._resolver() if self._resolver is not None else None),
                 limit=self._pool_size,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
