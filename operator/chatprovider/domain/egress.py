@@ -3,7 +3,8 @@
 Checked on every resolved address, after DNS, so that a name resolving to a metadata address is
 refused too; the connection is then made to exactly the address that was checked (no rebinding).
 
-Decision order for an address (IPv4-mapped and NAT64 IPv6 forms are checked as their IPv4):
+Decision order for an address (IPv4-mapped, IPv4-compatible and NAT64 IPv6 forms are checked as
+their IPv4):
 
 1. in a configured deny CIDR → refused;
 2. configured allow CIDRs exist: inside one → allowed, else refused;
@@ -40,6 +41,9 @@ BUILTIN_DENY: tuple[IPNetwork, ...] = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+#: Deprecated IPv4-compatible addresses (RFC 4291 2.5.5.1): ::169.254.169.254 is the metadata
+#: address to a host that still tunnels them.
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 
 
 def parse_ip(text: str) -> IPAddress | None:
@@ -57,6 +61,8 @@ def _canonical(address: IPAddress) -> IPAddress:
             return address.ipv4_mapped
         if address in _NAT64:
             return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if address in _IPV4_COMPATIBLE and int(address) > 1:  # ::a.b.c.d (not :: or ::1)
+            return ipaddress.IPv4Address(int(address))
     return address
 
 
