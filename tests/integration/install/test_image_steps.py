@@ -121,6 +121,11 @@ def test_the_wheel_holds_the_package_and_nothing_else(image: Image) -> None:
     assert "chatprovider/devserver/__main__.py" in names
     tops = {n.split("/", 1)[0] for n in names}
     assert all(t == "chatprovider" or t.endswith(".dist-info") for t in tops), tops
+    # every data file of the package (py.typed, the playground's static files) ships too
+    source = ROOT / "operator"
+    data = {p.relative_to(source).as_posix() for p in (source / "chatprovider").rglob("*")
+            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
+    assert data <= set(names), sorted(data - set(names))
 
 
 def test_the_venv_has_no_installer(image: Image) -> None:
