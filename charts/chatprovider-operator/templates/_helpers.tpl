@@ -81,11 +81,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
-{{/* The relay runs somewhere: embedded in the operator or as its own Deployment. */}}
-{{- define "chatprovider.relayEnabled" -}}
-{{- if ne .Values.relay.mode "none" }}true{{ end }}
-{{- end }}
-
 {{/* Which ServiceAccounts need TokenReview + SubjectAccessReview (kubernetes auth). */}}
 {{- define "chatprovider.operatorReviews" -}}
 {{- if and (eq .Values.relay.mode "embedded") (eq .Values.relay.auth "kubernetes") }}true{{ end }}
