@@ -39,6 +39,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
                    help="commit to measure (default HEAD), or 'worktree' for the working tree")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     p.add_argument("--results", type=Path, help="results directory")
+    p.add_argument("--report-only", action="store_true",
+                   help="rewrite the report and figures from the last results.json")
     return p.parse_args(argv)
 
 
@@ -171,13 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     cfg = build_config(args)
     started = time.time()
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
-    results = asyncio.run(run_cases(cfg))
+    saved = cfg.results_dir / "results.json"
+    if args.report_only:
+        data = json.loads(saved.read_text())
+        info, results = data["meta"], data["results"]
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+        results = asyncio.run(run_cases(cfg))
+        info = meta(cfg, argv, started)
+        saved.write_text(json.dumps({"meta": info, "results": results}, indent=1, default=str))
     from bench import plots, report
 
-    info = meta(cfg, argv, started)
-    (cfg.results_dir / "results.json").write_text(
-        json.dumps({"meta": info, "results": results}, indent=1, default=str))
     all_rows = report.rows(results)
     print()
     print(report.table(all_rows))

@@ -60,7 +60,7 @@ class BenchConfig:
     """A stream stalls when two frames (or the request and its first frame) are further apart."""
     # 6. memory
     soak_seconds: float = 120.0
-    soak_rate: float = 500.0
+    soak_rate: float = 300.0
     # 7. operator
     ready_trials: int = 30
     providers: int = 1000

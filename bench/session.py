@@ -85,8 +85,16 @@ class Session:
     relay_port: int = 0
     relay_idle_rss: float = 0.0
     relay_load_peak: float = 0.0
+    """Peak RSS of the relay under loads it sustains."""
+    relay_overload_peak: float = 0.0
+    """Peak RSS of the relay including overloads (queues of thousands of requests)."""
     results: dict[str, Any] = field(default_factory=dict)
     pools: dict[tuple[str, int], Pool] = field(default_factory=dict)
+
+    def note_rss(self, peak: float, *, overloaded: bool) -> None:
+        self.relay_overload_peak = max(self.relay_overload_peak, peak)
+        if not overloaded:
+            self.relay_load_peak = max(self.relay_load_peak, peak)
 
     # -- set-up -----------------------------------------------------------------------------
     async def start_plane(self) -> None:

@@ -58,7 +58,8 @@ async def fixed_rates(s: Session) -> dict[str, Any]:
             res = await open_loop(pools[name], eps[name], rate, cfg.rate_seconds, grace=5.0)
             if sampler is not None:
                 await sampler.stop()
-                s.relay_load_peak = max(s.relay_load_peak, sampler.peak)
+                s.note_rss(sampler.peak, overloaded=ms(res.latencies, 0.99) > 1000
+                           or res.errors > 0)
                 row["relay_rss_peak_mib"] = round(sampler.peak, 1)
             lat = res.latencies
             row[name] = {"sent": len(res.requests) + res.lost, "errors": res.errors,

@@ -120,7 +120,7 @@ async def concurrent(s: Session) -> dict[str, Any]:
             row[name] = _summary(reqs, cfg.stall_seconds)
             if sampler is not None:
                 await sampler.stop()
-                s.relay_load_peak = max(s.relay_load_peak, sampler.peak)
+                s.note_rss(sampler.peak, overloaded=row[name]["stalled"] > 0)
                 row[name]["rss_peak_mib"] = round(sampler.peak, 1)
                 row[name]["cpu_seconds"] = round(s.relay.cpu() - cpu0, 2)
         rows.append(row)
