@@ -101,12 +101,12 @@ class Session:
         self.plane = await asyncio.to_thread(lambda: ControlPlane().start())
         self.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(ROOT / "crds"))
         self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f",
-                     str(ROOT / "crds"))
+                     str(ROOT / "crds"), check=False)  # the loop below is what counts
         self.kube = KubeClient(KubeConfig.load(str(self.plane.kubeconfig)))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # discovery can lag behind Established
-            if self.kubectl("get", "chatproviders", "-A", check=False).returncode == 0:
-                break
+        deadline = time.monotonic() + 60
+        while self.kubectl("get", "chatproviders", "-A", check=False).returncode != 0:
+            if time.monotonic() > deadline:  # discovery can lag behind Established
+                raise RuntimeError("the ChatProvider CRD is not served")
             await asyncio.sleep(0.2)
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
