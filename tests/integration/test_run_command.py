@@ -20,14 +20,14 @@ from chatprovider.devserver import DevServer
 
 
 @pytest.fixture()
-def running_operator(kubeconfig, chatprovider_crd, tmp_path):
+def running_operator(kubeconfig, chatprovider_crd, tmp_path, namespace):
     port = free_port()
     log = tmp_path / "operator.log"
     out = log.open("wb")
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "chatprovider"), "run", f"--kubeconfig={kubeconfig}",
          "--relay-host=127.0.0.1", f"--relay-port={port}", "--health-port=0",
-         "--log-level=DEBUG"],
+         f"--namespace={namespace}", "--log-level=DEBUG"],
         stdout=out, stderr=subprocess.STDOUT, env={**os.environ},
     )
     url = f"http://127.0.0.1:{port}"

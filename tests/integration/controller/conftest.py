@@ -62,9 +62,12 @@ class OperatorThread:
 
 
 @pytest.fixture()
-def operator(kubeconfig, chatprovider_crd) -> Iterator[OperatorThread]:
+def operator(kubeconfig, chatprovider_crd, namespace) -> Iterator[OperatorThread]:
+    """The operator, watching only this test's namespace (envtest never deletes namespaces, so
+    a cluster-wide operator would also keep checking every earlier test's providers)."""
     settings = OperatorSettings(kubeconfig=str(kubeconfig), egress=EgressPolicy(),
-                                min_retry_seconds=1.0, log_level="DEBUG")
+                                namespaces=(namespace,), min_retry_seconds=1.0,
+                                log_level="DEBUG")
     runner = OperatorThread(settings).start()
     yield runner
     runner.stop()

@@ -196,13 +196,15 @@ def test_delete_sends_nothing_upstream_and_is_not_blocked(operator, providers):
         assert srv.requests == []
 
 
-def test_idle_providers_cause_no_writes_on_restart(kubeconfig, chatprovider_crd, providers):
+def test_idle_providers_cause_no_writes_on_restart(kubeconfig, chatprovider_crd, providers,
+                                                   namespace):
     from chatprovider.settings import OperatorSettings
 
     from .conftest import OperatorThread
 
     with DevServer("generic") as srv:
-        settings = OperatorSettings(kubeconfig=str(kubeconfig), min_retry_seconds=1.0)
+        settings = OperatorSettings(kubeconfig=str(kubeconfig), namespaces=(namespace,),
+                                    min_retry_seconds=1.0)
         first = OperatorThread(settings).start()
         try:
             for i in range(5):
