@@ -4,7 +4,7 @@ VENV  ?= $(CACHE)/venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up test lint typecheck unit integration crds check-crds clean-cache
+.PHONY: setup up test lint typecheck unit integration crds check-crds manifests check-manifests
 
 setup:            ## install everything (idempotent; caches under ~/.cache/chatprovider)
 	bash scripts/setup.sh
@@ -33,3 +33,9 @@ crds:             ## regenerate crds/ from the pydantic models
 
 check-crds:
 	$(BIN)/python -m chatprovider.api.crd --check
+
+manifests:        ## regenerate manifests/ from the Helm chart
+	$(BIN)/python scripts/render_manifests.py
+
+check-manifests:
+	$(BIN)/python scripts/render_manifests.py --check
