@@ -330,7 +330,9 @@ def test_upstream_errors_and_stop_are_shown(open_stack, upstream, page_probe) ->
         page.click("#send")
         failed = page.locator('.message.assistant[data-state="error"]')
         failed.wait_for(timeout=15000)
-        assert "503" in page.inner_text("#status") or failed.inner_text()
+        assert page.inner_text("#status").startswith("The request failed")
+        assert failed.locator(".meta").inner_text().startswith("error")
+        assert failed.locator(".text").inner_text().strip() != ""
     finally:
         upstream.behaviour.reset()
 
