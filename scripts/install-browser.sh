@@ -18,15 +18,18 @@ if [ -x "$browser" ]; then
   log "Chromium present: $("$browser" --version 2>/dev/null || echo "$browser")"
   exit 0
 fi
+# Where this script cannot install, it says so and lets setup go on: only the playground's
+# browser test needs Chromium, and that test fails (never skips) with the same advice.
 if ! command -v apt-get >/dev/null 2>&1; then
-  log "no apt-get: install Chromium with your package manager and set CHATPROVIDER_BROWSER"
-  exit 1
+  log "WARNING: no apt-get: install Chromium with your package manager and set CHATPROVIDER_BROWSER"
+  exit 0
 fi
 SUDO=""
 if [ "$(id -u)" != 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    log "not root and no sudo: install the 'chromium' package, or set CHATPROVIDER_BROWSER"
-    exit 1
+  if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo"; else
+    log "WARNING: not root and no password-less sudo: install the 'chromium' package yourself"
+    log "         (sudo apt-get install chromium), or set CHATPROVIDER_BROWSER"
+    exit 0
   fi
 fi
 log "installing the Debian package chromium (a few minutes on a cold cache)"
