@@ -37,3 +37,11 @@ class OperatorSettings:
     """Python logging level name."""
     refresh_annotation: str = "ai.chatprovider.dev/refresh"
     """Changing this annotation's value forces an immediate re-check."""
+    watch_server_timeout: int = 240
+    """The API server ends each ChatProvider watch request after this many seconds; it is then
+    resumed."""
+    watch_client_timeout: float = 270.0
+    """A ChatProvider watch request is abandoned after this many seconds in total."""
+    watch_inactivity_timeout: float = 70.0
+    """A ChatProvider watch that delivers nothing (not even a bookmark) for this many seconds is
+    presumed dead (a silent connection) and re-established."""

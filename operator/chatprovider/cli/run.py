@@ -109,7 +109,8 @@ def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tup
         def observe(event_type: str, body: Mapping[str, Any]) -> None:
             feed.observe(event_type, body)
 
-        kopf_registry = build_kopf_registry(observe, config=config, liveness=lambda: len(registry))
+        kopf_registry = build_kopf_registry(observe, config=config, liveness=lambda: len(registry),
+                                            settings=settings)
         stop_relay = await embedded_relay(rsettings)(registry, objects, transports, kube)
         try:
             await run_kopf(kopf_registry, settings, stop)

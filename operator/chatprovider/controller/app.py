@@ -66,7 +66,8 @@ class OperatorApp:
         self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),
                                      transports, recorder)
         kopf_registry = build_kopf_registry(self.reconciler.observe, config=config,
-                                            liveness=lambda: len(self.registry))
+                                            liveness=lambda: len(self.registry),
+                                            settings=self.settings)
         stop_relay: Callable[[], Awaitable[None]] | None = None
         loop_task = asyncio.create_task(self.reconciler.run(), name="reconciler")
         try:

@@ -16,18 +16,24 @@ import kopf
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.kube.config import KubeConfig
+from chatprovider.settings import OperatorSettings
 
 __all__ = ["build_kopf_registry", "configure_kopf"]
 
 Observer = Callable[[str, Mapping[str, Any]], None]
 
 
-def configure_kopf(settings: kopf.OperatorSettings) -> None:
-    """kopf settings shared by the operator and the standalone relay."""
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None
+                   ) -> None:
+    """kopf settings shared by the operator and the standalone relay (watch timeouts from
+    ``ours``)."""
+    ours = ours or OperatorSettings()
     # A watch that goes silent (nolar/kopf#585) is re-established: the server ends each watch
-    # after server_timeout and the client gives up after client_timeout without data.
-    settings.watching.server_timeout = 240
-    settings.watching.client_timeout = 270
+    # after server_timeout, the client gives up after client_timeout in total, or after
+    # inactivity_timeout without any event (the API server sends bookmarks in between).
+    settings.watching.server_timeout = int(ours.watch_server_timeout)  # timeoutSeconds
+    settings.watching.client_timeout = ours.watch_client_timeout
+    settings.watching.inactivity_timeout = ours.watch_inactivity_timeout
     settings.watching.connect_timeout = 10
     settings.watching.reconnect_backoff = 1.0
     # kopf would otherwise post its log lines as Kubernetes Events; we post our own, deliberately.
@@ -49,14 +55,15 @@ def connection_info(config: KubeConfig) -> kopf.ConnectionInfo:
     )
 
 
-def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int]
-                        ) -> kopf.OperatorRegistry:
+def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int],
+                        settings: OperatorSettings | None = None) -> kopf.OperatorRegistry:
     """A registry whose ChatProvider events go to ``observe(event_type, body)``."""
     registry = kopf.OperatorRegistry()
+    ours = settings
 
     @kopf.on.startup(registry=registry)
     async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure_kopf(settings)
+        configure_kopf(settings, ours)
 
     @kopf.on.login(registry=registry)
     async def _login(**_: Any) -> kopf.ConnectionInfo:
