@@ -38,8 +38,9 @@ class OperatorSettings:
     refresh_annotation: str = "ai.chatprovider.dev/refresh"
     """Changing this annotation's value forces an immediate re-check."""
     watch_server_timeout: int = 240
-    """The API server ends each ChatProvider watch request after this many seconds; it is then
-    resumed."""
+    """The API server ends each watch request (of ChatProviders, and of the Secrets and
+    ConfigMaps they reference) after this many seconds; it is then resumed. A Secret watch
+    silent for longer (plus at most 30 s) is presumed dead and re-established."""
     watch_client_timeout: float = 270.0
     """A ChatProvider watch request is abandoned after this many seconds in total."""
     watch_inactivity_timeout: float = 70.0

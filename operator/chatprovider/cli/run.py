@@ -103,7 +103,7 @@ def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tup
         kube = KubeClient(config)
         transports = Transports(settings.egress)
         registry = Registry()
-        objects = ReferencedObjects(kube)
+        objects = ReferencedObjects(kube, watch_timeout=settings.watch_server_timeout)
         feed = Feed(registry, objects)
 
         def observe(event_type: str, body: Mapping[str, Any]) -> None:

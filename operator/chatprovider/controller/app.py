@@ -61,7 +61,8 @@ class OperatorApp:
         config = KubeConfig.load(self.settings.kubeconfig)
         kube = KubeClient(config)
         transports = self._transports(self.settings.egress)
-        objects = ReferencedObjects(kube, on_change=self._object_changed)
+        objects = ReferencedObjects(kube, on_change=self._object_changed,
+                                    watch_timeout=self.settings.watch_server_timeout)
         recorder = EventRecorder(kube, instance=socket.gethostname())
         self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),
                                      transports, recorder)

@@ -107,14 +107,15 @@ class KubeClient:
         """Yield events until the server ends the watch (after ``timeout_seconds``).
 
         The caller re-lists and re-watches; :class:`ApiError` with ``gone`` means the
-        resourceVersion is too old.
+        resourceVersion is too old. A watch silent for ``timeout_seconds`` plus a margin (at
+        most 30 s) is dead (a connection lost without a FIN): it raises a timeout.
         """
         query = {"watch": "true", "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds), **(params or {})}
         if resource_version:
             query["resourceVersion"] = resource_version
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10,
-                                        sock_read=timeout_seconds + 30)
+                                        sock_read=timeout_seconds + min(30, timeout_seconds))
         async with self._session.get(path, params=query, headers=self._headers(),
                                      timeout=timeout) as resp:
             if resp.status >= 400:

@@ -57,9 +57,13 @@ Callback = Callable[[ObjectRef, ObjectSnapshot], None]
 class ReferencedObjects:
     """Tracks which providers reference which objects, watches each object while referenced."""
 
-    def __init__(self, client: KubeClient, on_change: Callback | None = None) -> None:
+    def __init__(self, client: KubeClient, on_change: Callback | None = None, *,
+                 watch_timeout: int = 300) -> None:
+        """``watch_timeout``: the API server ends each watch after this many seconds; a watch
+        silent for longer (plus a margin) is presumed dead and re-established."""
         self._client = client
         self._on_change = on_change
+        self._watch_timeout = watch_timeout
         self._owners: dict[ObjectRef, set[ProviderRef]] = {}
         self._snapshots: dict[ObjectRef, ObjectSnapshot] = {}
         self._tasks: dict[ObjectRef, asyncio.Task[None]] = {}
@@ -161,7 +165,8 @@ class ReferencedObjects:
                     self._store(ref, ObjectSnapshot(ref, exists=False))
                 version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
                 async for event in self._client.watch(path, resource_version=version,
-                                                      params=selector):
+                                                      params=selector,
+                                                      timeout_seconds=self._watch_timeout):
                     backoff = 0.5
                     obj = event.object
                     if event.type == "BOOKMARK":
