@@ -165,6 +165,7 @@ class LoopThread:
             for task in rest:
                 task.cancel()
             await asyncio.gather(*rest, return_exceptions=True)
+            await asyncio.sleep(0.05)  # closed transports finish closing
 
         try:
             self.run(cancel_rest(), timeout=10)
@@ -215,8 +216,12 @@ class BlackholeProxy:
                 if cid not in self._frozen:
                     dst.close()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
-        self._writers.pop(cid, None)
+        try:
+            await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        finally:
+            self._writers.pop(cid, None)
+            writer.close()
+            up_writer.close()
 
     def blackhole(self) -> int:
         """Freeze every open connection; returns how many."""
