@@ -22,23 +22,29 @@ def split(values: tuple[str, ...]) -> tuple[str, ...]:
 
 def kube_options(f: F) -> F:
     for option in reversed([
-        click.option("--kubeconfig", envvar="CHATPROVIDER_KUBECONFIG", type=click.Path(),
+        click.option("--kubeconfig", envvar="CHATPROVIDER_KUBECONFIG",
+                     show_envvar=True, type=click.Path(),
                      help="kubeconfig file; default: in-cluster, then $KUBECONFIG, "
                           "~/.kube/config."),
         click.option("-n", "--namespace", "namespaces", multiple=True,
-                     envvar="CHATPROVIDER_NAMESPACES",
+                     envvar="CHATPROVIDER_NAMESPACES", show_envvar=True,
                      help="Namespace to watch (repeat or comma-separate); default: all."),
         click.option("--egress-allow", multiple=True, envvar="CHATPROVIDER_EGRESS_ALLOW",
+                     show_envvar=True,
                      help="Only these CIDRs may be connected to (repeat or comma-separate)."),
         click.option("--egress-deny", multiple=True, envvar="CHATPROVIDER_EGRESS_DENY",
+                     show_envvar=True,
                      help="These CIDRs may never be connected to, e.g. 127.0.0.0/8 in a "
                           "cluster. Link-local and cloud metadata addresses are always "
                           "denied unless allowed explicitly."),
         click.option("--log-level", default="INFO", envvar="CHATPROVIDER_LOG_LEVEL",
-                     show_default=True, type=click.Choice(
+                     show_envvar=True,
+                     show_default=True, help="Log level.", type=click.Choice(
                          ["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
         click.option("--log-format", default="text", envvar="CHATPROVIDER_LOG_FORMAT",
-                     show_default=True, type=click.Choice(["text", "json"])),
+                     show_envvar=True,
+                     show_default=True, help="text, or json for one JSON object per line.",
+                     type=click.Choice(["text", "json"])),
     ]):
         f = option(f)
     return f
@@ -47,10 +53,17 @@ def kube_options(f: F) -> F:
 def relay_options(f: F) -> F:
     for option in reversed([
         click.option("--relay-host", default="0.0.0.0", envvar="CHATPROVIDER_RELAY_HOST",
+                     show_envvar=True,
                      show_default=True, help="Address the relay listens on."),
         click.option("--relay-port", default=8080, type=int, envvar="CHATPROVIDER_RELAY_PORT",
+                     show_envvar=True,
                      show_default=True, help="Port of the relay (0 picks a free one)."),
+        click.option("--relay-playground/--no-relay-playground", default=False,
+                     envvar="CHATPROVIDER_RELAY_PLAYGROUND", show_envvar=True, show_default=True,
+                     help="Serve the web playground at / (reach it through a port-forward; "
+                          "callers still sign in with their token in kubernetes auth mode)."),
         click.option("--relay-auth", default="kubernetes", envvar="CHATPROVIDER_RELAY_AUTH",
+                     show_envvar=True,
                      show_default=True, type=click.Choice([m.value for m in AuthMode]),
                      help="kubernetes: callers present ServiceAccount tokens, checked with "
                           "TokenReview and authorized with SubjectAccessReview (verb 'use' on "
@@ -67,5 +80,5 @@ def egress_policy(allow: tuple[str, ...], deny: tuple[str, ...]) -> EgressPolicy
         raise click.BadParameter(str(exc)) from exc
 
 
-def relay_settings(host: str, port: int, auth: str) -> RelaySettings:
-    return RelaySettings(host=host, port=port, auth_mode=AuthMode(auth))
+def relay_settings(host: str, port: int, auth: str, playground: bool = False) -> RelaySettings:
+    return RelaySettings(host=host, port=port, auth_mode=AuthMode(auth), playground=playground)

@@ -85,7 +85,7 @@ def _chat(relay_url: str, model: str) -> str:
 
 
 @click.command()
-@click.option("--upstream", metavar="URL", envvar="CHATPROVIDER_UP_UPSTREAM",
+@click.option("--upstream", metavar="URL", envvar="CHATPROVIDER_UP_UPSTREAM", show_envvar=True,
               help="Use this OpenAI-compatible server (e.g. http://localhost:11434 for Ollama) "
                    "instead of the built-in demo server.")
 @click.option("--api-key-env", metavar="VAR", help="Environment variable holding the "
@@ -94,10 +94,10 @@ def _chat(relay_url: str, model: str) -> str:
               type=click.Choice([t.value for t in ServerType]),
               help="spec.serverType of the demo provider (with --upstream; messages only).")
 @click.option("--relay-port", default=8080, show_default=True, type=int,
-              envvar="CHATPROVIDER_RELAY_PORT",
+              envvar="CHATPROVIDER_RELAY_PORT", show_envvar=True,
               help="Port of the relay on 127.0.0.1 (0 picks a free one).")
 @click.option("--playground/--no-playground", default=True, show_default=True,
-              envvar="CHATPROVIDER_UP_PLAYGROUND",
+              envvar="CHATPROVIDER_UP_PLAYGROUND", show_envvar=True,
               help="Serve the browser chat playground at the relay's root URL.")
 @click.option("--ready-timeout", default=60.0, show_default=True, type=click.FloatRange(1),
               metavar="SECONDS", help="How long to wait for the provider to become Ready "

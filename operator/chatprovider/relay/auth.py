@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 _CONCURRENT_REVIEWS = 16
+_REFUSAL_TTL = 2.0  # seconds a SubjectAccessReview refusal is cached
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ class KubernetesAccess:
         self._access: TTLCache[tuple[str, ProviderKey], bool] = TTLCache(
             settings.access_cache_ttl, settings.auth_cache_size)
         self._reviews = asyncio.Semaphore(_CONCURRENT_REVIEWS)
+        allowed_ttl = settings.access_cache_ttl
+        refused_ttl = min(settings.access_cache_ttl, _REFUSAL_TTL)
+        self._access_ttl: Callable[[bool], float] = \
+            lambda allowed: allowed_ttl if allowed else refused_ttl
 
     async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
@@ -138,7 +143,9 @@ class KubernetesAccess:
         return dict(zip(keys, answers, strict=True))
 
     async def _allowed(self, caller: Caller, identity: str, key: ProviderKey) -> bool:
-        return await self._access.get((identity, key), lambda: self._review_access(caller, key))
+        # A refusal is kept briefly, so a new RoleBinding takes effect within seconds.
+        return await self._access.get((identity, key), lambda: self._review_access(caller, key),
+                                      ttl=self._access_ttl)
 
     async def _review_access(self, caller: Caller, key: ProviderKey) -> bool:
         spec: dict[str, Any] = {

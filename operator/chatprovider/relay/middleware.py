@@ -85,8 +85,9 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
 
 def _record(metrics: RelayMetrics, request: web.Request, exchange: Exchange, status: int,
             now: float, log_requests: bool) -> None:
-    if request.path in ("/metrics", "/healthz", "/readyz"):
-        return
+    if request.path in ("/metrics", "/healthz", "/readyz", "/", "/v1/providers") or \
+            request.path.startswith("/playground/"):
+        return  # service and playground routes are not relayed requests
     ns, provider, model = exchange.namespace, exchange.provider, exchange.model
     elapsed = now - exchange.started
     metrics.requests.labels(ns, provider, model, str(status)).inc()
