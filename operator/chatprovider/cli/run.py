@@ -55,20 +55,23 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     asyncio.run(runner())
 
 
-@click.command()
+@click.command(short_help="Run the operator (with the relay embedded).")
 @kube_options
 @relay_options
 @click.option("--relay/--no-relay", "with_relay", default=True, envvar="CHATPROVIDER_RELAY",
+              show_envvar=True,
               show_default=True, help="Run the relay inside the operator process.")
 @click.option("--workers", default=16, type=click.IntRange(1, 512), show_default=True,
-              envvar="CHATPROVIDER_WORKERS", help="Providers checked concurrently.")
+              envvar="CHATPROVIDER_WORKERS",
+              show_envvar=True, help="Providers checked concurrently.")
 @click.option("--health-port", default=8081, type=int, show_default=True,
-              envvar="CHATPROVIDER_HEALTH_PORT", help="Port of the operator's /healthz "
+              envvar="CHATPROVIDER_HEALTH_PORT",
+              show_envvar=True, help="Port of the operator's /healthz "
               "(0 disables it).")
 def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
         egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
-        relay_port: int, relay_auth: str, with_relay: bool, workers: int,
-        health_port: int) -> None:
+        relay_port: int, relay_playground: bool, relay_auth: str, with_relay: bool,
+        workers: int, health_port: int) -> None:
     """Run the operator: watch ChatProviders, check their endpoints, write status and Events;
     with the relay embedded unless --no-relay."""
     from chatprovider.cli.options import split
@@ -77,18 +80,19 @@ def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple
     settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
                                 egress=egress_policy(egress_allow, egress_deny),
                                 workers=workers, log_format=log_format, log_level=log_level)
-    starter = embedded_relay(relay_settings(relay_host, relay_port, relay_auth)) \
+    starter = embedded_relay(relay_settings(relay_host, relay_port, relay_auth,
+                                            relay_playground)) \
         if with_relay else None
     app = OperatorApp(settings, relay=starter, liveness_port=health_port or None)
     serve(app.run)
 
 
-@click.command()
+@click.command(short_help="Run the relay alone (scalable, every replica active).")
 @kube_options
 @relay_options
 def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
           egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
-          relay_port: int, relay_auth: str) -> None:
+          relay_port: int, relay_playground: bool, relay_auth: str) -> None:
     """Run the relay alone (a horizontally scalable Deployment): it only reads ChatProviders
     and the Secrets they reference; every replica is active."""
     from chatprovider.cli.options import split
@@ -96,7 +100,7 @@ def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tup
     setup_logging(log_level, log_format)
     settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
                                 egress=egress_policy(egress_allow, egress_deny))
-    rsettings = relay_settings(relay_host, relay_port, relay_auth)
+    rsettings = relay_settings(relay_host, relay_port, relay_auth, relay_playground)
 
     async def main(stop: asyncio.Event) -> None:
         config = KubeConfig.load(kubeconfig)
