@@ -4,7 +4,9 @@ A 2xx JSON answer is checked to be JSON (a truncated or garbled body becomes a 5
 an error deep inside the client's SDK) and its ``usage`` is counted; the bytes are passed on as
 received. An error answer becomes an :class:`~chatprovider.domain.openai_errors.OpenAIError`
 for the error middleware: passed through when it is already in the OpenAI envelope, wrapped
-otherwise, with ``Retry-After`` and rate-limit headers kept.
+otherwise, with ``Retry-After`` and rate-limit headers kept. An error answer that quotes the
+provider's API key back (some servers echo the request's headers) is reduced to its status:
+the key never reaches the caller.
 """
 
 from __future__ import annotations
@@ -52,6 +54,14 @@ async def read_body(resp: aiohttp.ClientResponse, target: Target, limit: int) ->
         raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED, target.provider) from None
 
 
+def _echoes_key(body: bytes, api_key: str | None) -> bool:
+    """Whether an error body contains the provider's key (as sent, or JSON-escaped)."""
+    if not api_key:
+        return False
+    escaped = json.dumps(api_key)[1:-1]
+    return any(form.encode() in body for form in {api_key, escaped})
+
+
 def _is_json(resp: aiohttp.ClientResponse) -> bool:
     ctype = resp.content_type.lower()
     encoding = resp.headers.get("Content-Encoding", "identity").lower()
@@ -65,6 +75,8 @@ async def relay_answer(request: web.Request, resp: aiohttp.ClientResponse, targe
     if resp.status >= 300:
         kept = {k: v for k, v in resp.headers.items()
                 if k.lower() in _ERROR_HEADERS or k.lower().startswith("x-ratelimit-")}
+        if _echoes_key(body, target.api_key):
+            body = b""  # an upstream that quotes the provider's key back: say only the status
         raise upstream_error(resp.status, body, target.provider, kept)
     if _is_json(resp):
         try:
