@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from chatprovider.controlplane import ControlPlane
+from chatprovider.controlplane.plane import write_kubeconfig
 from tests.integration.controller.conftest import Providers
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -89,3 +94,89 @@ def crd(kubectl) -> Path:
 @pytest.fixture()
 def providers(k8s, namespace, crd) -> Providers:
     return Providers(k8s, namespace)
+
+
+# -- a control plane with an audit log and the chart's RBAC ---------------------------------------
+AUDIT_POLICY = """\
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources: [{group: "", resources: ["secrets", "configmaps"]}]
+  - level: None
+"""
+RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+              "CustomResourceDefinition"}
+RELEASE_NS = "chatprovider-system"
+
+
+class AuditedPlane(ControlPlane):
+    """A ControlPlane whose API server writes every Secret and ConfigMap request to an audit
+    log (JSON lines), so a test can prove who read what."""
+
+    def _apiserver_argv(self, tokens: Path) -> list[str]:
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(AUDIT_POLICY)
+        self.audit_log = self.workdir / "audit.log"
+        return [*super()._apiserver_argv(tokens), f"--audit-policy-file={policy}",
+                f"--audit-log-path={self.audit_log}", "--audit-log-format=json"]
+
+    def audit(self) -> list[dict]:
+        if not self.audit_log.exists():
+            return []
+        return [json.loads(line) for line in self.audit_log.read_text().splitlines() if line]
+
+
+def render_chart() -> list[dict]:
+    """``helm template`` of charts/chatprovider-operator with a separate relay Deployment."""
+    helm = subprocess.run(["bash", str(ROOT / "scripts/install-helm.sh")], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [helm, "template", "cp", str(ROOT / "charts/chatprovider-operator"),
+         "--namespace", RELEASE_NS, "--set", "relay.mode=separate"],
+        capture_output=True, text=True, check=True).stdout
+    return [d for d in yaml.safe_load_all(out) if d]
+
+
+@dataclass
+class SecuredCluster:
+    plane: AuditedPlane
+    api: Any  # kubernetes ApiClient as admin
+    kubeconfigs: dict[str, Path]  # "operator", "relay": kubeconfigs of the chart's SAs
+    users: dict[str, str]  # "operator", "relay": their user names
+
+
+@pytest.fixture(scope="session")
+def secured_cluster(control_plane, tmp_path_factory) -> Iterator[SecuredCluster]:
+    """A dedicated audited control plane with the CRD and the chart's ServiceAccounts and RBAC
+    (``helm template``), and kubeconfigs that authenticate as those ServiceAccounts."""
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+
+    plane = AuditedPlane(control_plane.binaries).start()
+    try:
+        api = k8s_config.new_client_from_config(config_file=str(plane.kubeconfig))
+        core = k8s_client.CoreV1Api(api)
+        core.create_namespace({"metadata": {"name": RELEASE_NS}})
+        docs = [d for d in render_chart() if d["kind"] in RBAC_KINDS]
+        kubectl = plane.binaries.kubectl
+        subprocess.run([str(kubectl), f"--kubeconfig={plane.kubeconfig}", "apply",
+                        "--server-side", "-f", "-"], input=yaml.safe_dump_all(docs), text=True,
+                       capture_output=True, check=True)
+        subprocess.run([str(kubectl), f"--kubeconfig={plane.kubeconfig}", "wait",
+                        "--for=condition=Established", "--timeout=60s", "-f", str(CRD_DIR)],
+                       capture_output=True, check=True)
+        accounts = {d["metadata"]["labels"]["app.kubernetes.io/component"]: d["metadata"]["name"]
+                    for d in docs if d["kind"] == "ServiceAccount"}
+        base = tmp_path_factory.mktemp("secured")
+        kubeconfigs, users = {}, {}
+        for component, sa in accounts.items():
+            token = core.create_namespaced_service_account_token(
+                sa, RELEASE_NS, {"spec": {"expirationSeconds": 7200}}).status.token
+            kubeconfigs[component] = write_kubeconfig(base / component, plane.server,
+                                                      plane.creds.ca_cert, token, component)
+            users[component] = f"system:serviceaccount:{RELEASE_NS}:{sa}"
+        yield SecuredCluster(plane, api, kubeconfigs, users)
+    finally:
+        plane.stop()
