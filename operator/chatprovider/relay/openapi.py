@@ -14,6 +14,9 @@ from chatprovider.relay.settings import AuthMode, RelaySettings
 __all__ = ["openapi_document"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+#: What routing.parse_pin accepts: a namespace (DNS label) and a name (DNS subdomain).
+_PIN_PATTERN = (r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/"
+                r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _FORWARD_ERRORS = ("400", "401", "403", "404", "413", "415", "429", "500", "502", "503", "504")
 
 
@@ -107,7 +110,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             "parameters": {"ProviderPin": {
                 "name": "X-ChatProvider", "in": "header", "required": False,
                 "description": "Pin a provider: `<namespace>/<name>`.",
-                "schema": {"type": "string"}}},
+                "schema": {"type": "string", "pattern": _PIN_PATTERN}}},
             "responses": {"Error": {
                 "description": "An error in the OpenAI envelope.",
                 "content": {"application/json": {"schema": {
