@@ -4,7 +4,7 @@ VENV  ?= $(CACHE)/venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up test lint typecheck unit integration crds check-crds manifests check-manifests
+.PHONY: setup up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke
 
 setup:            ## install everything (idempotent; caches under ~/.cache/chatprovider)
 	bash scripts/setup.sh
@@ -33,6 +33,12 @@ crds:             ## regenerate crds/ from the pydantic models
 
 check-crds:
 	$(BIN)/python -m chatprovider.api.crd --check
+
+bench: setup      ## relay vs LiteLLM vs nginx, and the operator (~15 min; writes BENCHMARKS.md, docs/bench/*.png)
+	bash bench/run.sh $(BENCH_ARGS)
+
+bench-smoke: setup  ## every benchmark case at tiny sizes (< 2 min)
+	bash bench/run.sh --smoke
 
 manifests:        ## regenerate manifests/ from the Helm chart
 	$(BIN)/python scripts/render_manifests.py

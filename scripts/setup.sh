@@ -21,7 +21,7 @@ stamp="$VENV/.chatprovider-deps"
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   log "installing the package and its dev dependencies into $VENV"
-  PIP_CACHE_DIR=$CACHE/pip "$VENV/bin/pip" install -q -e '.[dev]'
+  PIP_CACHE_DIR=$CACHE/pip "$VENV/bin/pip" install -q -e '.[dev,bench]'
   echo "$want" > "$stamp"
 else
   log "Python dependencies up to date"
@@ -32,5 +32,6 @@ bash scripts/install-helm.sh >/dev/null
 if [ "${SETUP_UPSTREAMS:-1}" = 1 ] && [ -f scripts/install-upstreams.sh ]; then
   bash scripts/install-upstreams.sh
 fi
+bash bench/install.sh  # nginx and wrk (Debian), LiteLLM: the benchmark smoke test needs them
 bash scripts/install-browser.sh  # Chromium for the playground test (SETUP_BROWSER=0 skips)
 log "ready"

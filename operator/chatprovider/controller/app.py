@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
+from typing import Any, cast
 
 import kopf
 
@@ -37,6 +39,9 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
         clusterwide=not settings.namespaces,
         namespaces=list(settings.namespaces),
         standalone=True,  # one active replica (Recreate); no peering objects needed
+        # kopf would otherwise call getpass.getuser(), which fails for a uid with no passwd
+        # entry (any non-root uid in a slim image).
+        identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),  # kopf's Identity NewType
         stop_flag=stop_flag,
         liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
     )
@@ -71,18 +76,33 @@ class OperatorApp:
                                             settings=self.settings)
         stop_relay: Callable[[], Awaitable[None]] | None = None
         loop_task = asyncio.create_task(self.reconciler.run(), name="reconciler")
+        kopf_stop = asyncio.Event()
+
+        async def wind_down() -> None:
+            """On stop, drain the relay and stop our own tasks before kopf stops: kopf waits
+            (5 s) for every task created after it started, and would cancel relay streams
+            that still have their grace period."""
+            await stop_flag.wait()
+            try:
+                if stop_relay is not None:
+                    await stop_relay()
+                loop_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loop_task
+                if self.reconciler is not None:
+                    await self.reconciler.stop()
+                await objects.close()
+            finally:
+                kopf_stop.set()
+
+        winder = asyncio.create_task(wind_down(), name="wind down")
         try:
             if self._relay is not None:
                 stop_relay = await self._relay(self.registry, objects, transports, kube)
-            await run_kopf(kopf_registry, self.settings, stop_flag, self._liveness_port)
+            await run_kopf(kopf_registry, self.settings, kopf_stop, self._liveness_port)
         finally:
-            if stop_relay is not None:
-                await stop_relay()
-            loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await loop_task
-            await self.reconciler.stop()
-            await objects.close()
+            stop_flag.set()  # kopf may also end by itself (e.g. a fatal login error)
+            await winder
             await transports.close()
             await kube.close()
             # Closed TLS transports finish closing on the next loop iterations; let them, so

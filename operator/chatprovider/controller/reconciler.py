@@ -82,9 +82,12 @@ class Reconciler:
         refresh = view.annotations.get(self.settings.refresh_annotation)
         if ref not in self._refresh_seen:
             self._refresh_seen[ref] = refresh
-            self._schedule(ref, self._initial_delay(view))
+            delay = self._initial_delay(view)
+            log.debug("first sight of %s: next check in %.1fs", ref, delay)
+            self._schedule(ref, delay)
         elif (old is not None and old.generation != view.generation) or \
                 refresh != self._refresh_seen[ref]:
+            log.debug("%s changed (spec or refresh annotation): checking now", ref)
             self._refresh_seen[ref] = refresh
             self._failures.pop(ref, None)
             self._schedule(ref, 0.0)

@@ -74,9 +74,12 @@ class Transports:
     ``resolver`` makes the name resolver each connection pool asks (default: the system's); the
     egress policy is applied to whatever it answers. Tests use it to stand in for DNS."""
 
-    def __init__(self, policy: EgressPolicy, *, pool_size: int = 256,
+    def __init__(self, policy: EgressPolicy, *, pool_size: int = 0,
                  keepalive_timeout: float = 30.0,
                  resolver: Callable[[], AbstractResolver] | None = None) -> None:
+        """``pool_size`` caps the connections of one profile's pool (0: no cap). Providers
+        sharing a profile share the pool, so concurrency is bounded per provider by the relay's
+        limiter instead: a shared cap would stall every provider behind the busiest one."""
         self.policy = policy
         self._pool_size = pool_size
         self._keepalive = keepalive_timeout
