@@ -24,7 +24,8 @@ from typing import Any
 from bench.config import ROOT, BenchConfig, full, smoke
 from bench.source import snapshot
 
-CASE_ORDER = ("1", "2", "4", "5", "3", "6", "8", "7")
+# Memory (6) runs early: RSS never shrinks, so it is measured before any overload step.
+CASE_ORDER = ("1", "6", "2", "4", "5", "3", "8", "7")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
