@@ -10,7 +10,8 @@ import click
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.relay import AuthMode, RelaySettings
 
-__all__ = ["egress_policy", "kube_options", "relay_options", "relay_settings", "split"]
+__all__ = ["egress_policy", "event_loop_option", "kube_options", "relay_options", "relay_settings",
+           "split"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -18,6 +19,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 def split(values: tuple[str, ...]) -> tuple[str, ...]:
     """Flatten repeated and comma-separated values (``-n a -n b`` or ``CHATPROVIDER_X=a,b``)."""
     return tuple(v.strip() for value in values for v in value.split(",") if v.strip())
+
+
+def event_loop_option(f: F) -> F:
+    """``--event-loop``: uvloop (the default: less time per relayed request than asyncio's own
+    loop, see BENCHMARKS.md) or asyncio's own loop."""
+    return click.option(
+        "--event-loop", default="uvloop", envvar="CHATPROVIDER_EVENT_LOOP", show_envvar=True,
+        show_default=True, type=click.Choice(["uvloop", "asyncio"]),
+        help="Event loop implementation: uvloop (faster) or asyncio's own.")(f)
 
 
 def kube_options(f: F) -> F:

@@ -11,7 +11,13 @@ from typing import Any
 
 import click
 
-from chatprovider.cli.options import egress_policy, kube_options, relay_options, relay_settings
+from chatprovider.cli.options import (
+    egress_policy,
+    event_loop_option,
+    kube_options,
+    relay_options,
+    relay_settings,
+)
 from chatprovider.controller.app import OperatorApp, RelayStarter, run_kopf
 from chatprovider.controller.handlers import build_kopf_registry
 from chatprovider.feed import Feed
@@ -41,8 +47,9 @@ def embedded_relay(settings: RelaySettings) -> RelayStarter:
     return start
 
 
-def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
-    """Run ``main(stop_flag)`` until SIGINT/SIGTERM sets the flag."""
+def serve(main: Callable[[asyncio.Event], Awaitable[None]], event_loop: str = "uvloop") -> None:
+    """Run ``main(stop_flag)`` until SIGINT/SIGTERM sets the flag, on uvloop or on asyncio's
+    own event loop (``event_loop``)."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -52,12 +59,18 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
                 loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    if event_loop == "uvloop":
+        import uvloop
+
+        uvloop.run(runner())
+    else:
+        asyncio.run(runner())
 
 
 @click.command(short_help="Run the operator (with the relay embedded).")
 @kube_options
 @relay_options
+@event_loop_option
 @click.option("--relay/--no-relay", "with_relay", default=True, envvar="CHATPROVIDER_RELAY",
               show_envvar=True,
               show_default=True, help="Run the relay inside the operator process.")
@@ -71,7 +84,7 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
 def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
         egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
         relay_port: int, relay_playground: bool, relay_auth: str, with_relay: bool,
-        workers: int, health_port: int) -> None:
+        event_loop: str, workers: int, health_port: int) -> None:
     """Run the operator: watch ChatProviders, check their endpoints, write status and Events;
     with the relay embedded unless --no-relay."""
     from chatprovider.cli.options import split
@@ -84,15 +97,16 @@ def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple
                                             relay_playground)) \
         if with_relay else None
     app = OperatorApp(settings, relay=starter, liveness_port=health_port or None)
-    serve(app.run)
+    serve(app.run, event_loop)
 
 
 @click.command(short_help="Run the relay alone (scalable, every replica active).")
 @kube_options
 @relay_options
+@event_loop_option
 def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
           egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
-          relay_port: int, relay_playground: bool, relay_auth: str) -> None:
+          relay_port: int, relay_playground: bool, relay_auth: str, event_loop: str) -> None:
     """Run the relay alone (a horizontally scalable Deployment): it only reads ChatProviders
     and the Secrets they reference; every replica is active."""
     from chatprovider.cli.options import split
@@ -125,4 +139,4 @@ def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tup
             await kube.close()
             await asyncio.sleep(0.25)  # let closed TLS transports finish (see OperatorApp.run)
 
-    serve(main)
+    serve(main, event_loop)
