@@ -79,44 +79,34 @@ async def _write(out: web.StreamResponse, data: bytes) -> None:
 async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
                 observer: StreamObserver, target: Target, exchange: Exchange,
                 keepalive: float) -> None:
+    # One read at a time under a deadline (no task or wait() per chunk: this loop is the
+    # streaming hot path). Cancelling a pending readany() loses nothing: data stays buffered.
     loop = asyncio.get_running_loop()
     reader = resp.content
     last_data = last_write = loop.time()
-    pending: asyncio.Future[bytes] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(reader.readany())
+    while True:
+        deadline = last_data + target.idle
+        if keepalive > 0:
+            deadline = min(deadline, last_write + keepalive)
+        try:
+            async with asyncio.timeout_at(deadline):
+                chunk = await reader.readany()
+        except TimeoutError:
             now = loop.time()
-            wait = target.idle - (now - last_data)
-            if keepalive > 0:
-                wait = min(wait, keepalive - (now - last_write))
-            if not pending.done():
-                await asyncio.wait((pending,), timeout=max(wait, 0.0))
-            if not pending.done():
-                now = loop.time()
-                if now - last_data >= target.idle:
-                    raise UpstreamFailure(UpstreamFailureKind.IDLE_TIMEOUT, target.provider)
-                if keepalive > 0 and now - last_write >= keepalive:
-                    if observer.at_boundary:
-                        await _write(out, KEEPALIVE)
-                    last_write = now
-                continue
-            try:
-                chunk = pending.result()
-            except (aiohttp.ClientError, OSError):
-                raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED,
-                                      target.provider) from None
-            finally:
-                pending = None
-            if not chunk:
-                return
-            last_data = last_write = loop.time()
-            if observer.feed(chunk):
-                exchange.first_token_at = last_data
-            exchange.usage = observer.usage
-            exchange.completed = observer.done
-            await _write(out, chunk)
-    finally:
-        if pending is not None:
-            pending.cancel()
+            if now - last_data >= target.idle:
+                raise UpstreamFailure(UpstreamFailureKind.IDLE_TIMEOUT, target.provider) from None
+            if keepalive > 0 and now - last_write >= keepalive:
+                if observer.at_boundary:
+                    await _write(out, KEEPALIVE)
+                last_write = now
+            continue
+        except (aiohttp.ClientError, OSError):
+            raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED, target.provider) from None
+        if not chunk:
+            return
+        last_data = last_write = loop.time()
+        if observer.feed(chunk):
+            exchange.first_token_at = last_data
+        exchange.usage = observer.usage
+        exchange.completed = observer.done
+        await _write(out, chunk)
