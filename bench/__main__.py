@@ -78,6 +78,7 @@ def _cpu_model() -> str:
 
 def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
     import aiohttp
+    import uvloop
 
     from bench.stack import litellm_version, nginx_version
 
@@ -88,14 +89,17 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
         "duration": f"{time.time() - started:.0f} s",
         "code measured": cfg.commit,
         "machine": f"{os.cpu_count()} CPUs ({_cpu_model()}), {int(mem) // 2**20} GiB, "
-                   f"Linux {platform.release()}, shared with other work (see background CPU)",
+                   f"Linux {platform.release()}; CPU used by other processes is recorded per case "
+                   f"(background CPU)",
         "versions": f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
+                    f"uvloop {uvloop.__version__}, "
                     f"LiteLLM {litellm_version()}, nginx {nginx_version()}, wrk 4.1.0 (Debian)",
         "placement": ("proxy under test (relay, LiteLLM, nginx) alone on CPU 1; load "
                       "generator and upstreams on CPU 0; control plane and operator "
                       "unpinned") if cfg.proxy_cpus else "no CPU pinning",
-        "relay": "`chatprovider relay --relay-auth none` (standalone, default settings, "
-                 "access log on at INFO), providers made Ready by `chatprovider run`",
+        "relay": "`chatprovider relay --relay-auth none` (standalone, default settings: "
+                 "uvloop event loop, access log on at INFO), providers made Ready by "
+                 "`chatprovider run`",
         "references": "direct = the same request straight to the upstream; LiteLLM proxy "
                       "(1 worker, no master key, one model whose api_base is the upstream); "
                       "nginx (1 worker, keep-alive upstream pool, proxy_buffering off)",
