@@ -34,6 +34,10 @@ CREDENTIAL_HEADERS = frozenset({
 })
 #: Set by the relay itself on the upstream request.
 _RELAY_OWNED = frozenset({"content-type", "accept-encoding", "x-chatprovider"})
+#: Dropped from every upstream request whatever the client sends.
+_ALWAYS_DROPPED = HOP_BY_HOP | CREDENTIAL_HEADERS | _RELAY_OWNED
+#: Refused in spec.headers (the CRD refuses them too).
+_EXTRA_REFUSED = frozenset(SPEC_REFUSED) | HOP_BY_HOP | _RELAY_OWNED
 #: Not passed back to the client.
 _DOWNSTREAM_DROPPED = HOP_BY_HOP | frozenset({
     "set-cookie", "www-authenticate", "proxy-authenticate", "server",
@@ -57,12 +61,10 @@ def upstream_headers(
 ) -> list[tuple[str, str]]:
     """Headers of the upstream request built from the client's."""
     client = list(client)
-    dropped = HOP_BY_HOP | CREDENTIAL_HEADERS | _RELAY_OWNED | _connection_tokens(client)
     extra = list(extra)
-    overridden = {name.lower() for name, _ in extra}
-    out = [(n, v) for n, v in client if n.lower() not in dropped and n.lower() not in overridden]
-    refused = frozenset(SPEC_REFUSED) | HOP_BY_HOP | _RELAY_OWNED  # the CRD refuses these too
-    out.extend((n, v) for n, v in extra if n.lower() not in refused)
+    dropped = _ALWAYS_DROPPED | _connection_tokens(client) | {name.lower() for name, _ in extra}
+    out = [(n, v) for n, v in client if n.lower() not in dropped]
+    out.extend((n, v) for n, v in extra if n.lower() not in _EXTRA_REFUSED)
     out.append(("Content-Type", "application/json"))
     out.append(("Accept-Encoding", "identity"))
     if api_key:

@@ -85,6 +85,7 @@ class Transports:
         self._keepalive = keepalive_timeout
         self._resolver = resolver
         self._sessions: dict[tuple[str, bool, str | None], aiohttp.ClientSession] = {}
+        self._literal_refusals: dict[str, str | None] = {}  # host -> reason, None: allowed
 
     def session(self, profile: TransportProfile) -> aiohttp.ClientSession:
         session = self._sessions.get(profile.key)
@@ -108,12 +109,19 @@ class Transports:
         return session
 
     def check_literal_host(self, host: str) -> None:
-        """aiohttp skips the resolver for IP literals: check those here (raises EgressDenied)."""
-        ip = parse_ip(host)
-        if ip is not None:
-            decision = self.policy.check(ip)
-            if not decision:
-                raise EgressDenied(f"egress policy refuses {host}: {decision.reason}")
+        """aiohttp skips the resolver for IP literals: check those here (raises EgressDenied).
+        The answer for a host is remembered (the policy does not change; this is per request)."""
+        try:
+            refusal = self._literal_refusals[host]
+        except KeyError:
+            ip = parse_ip(host)
+            decision = self.policy.check(ip) if ip is not None else None
+            refusal = decision.reason if decision is not None and not decision else None
+            if len(self._literal_refusals) >= 4096:
+                self._literal_refusals.clear()
+            self._literal_refusals[host] = refusal
+        if refusal is not None:
+            raise EgressDenied(f"egress policy refuses {host}: {refusal}")
 
     async def close(self) -> None:
         for session in self._sessions.values():
