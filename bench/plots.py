@@ -36,13 +36,15 @@ def sequential(r: dict[str, Any], out: Path) -> Path | None:
     if not c:
         return None
     fig, ax = plt.subplots(figsize=(7, 4))
-    for name in ("direct", "relay"):
+    for name in ("direct", "relay", "nginx", "litellm"):
+        if name not in c["samples_ms"]:
+            continue
         _cdf(ax, c["samples_ms"][name], f"{name} (p50 {c[name]['p50']:.2f}, p99 "
              f"{c[name]['p99']:.2f} ms)", COLORS[name])
     ax.set_xscale("log")
     ax.set_xlabel("latency, ms (log)")
     ax.set_ylabel("fraction of requests")
-    ax.set_title("Case 1: one request at a time, relay vs direct (CDF)")
+    ax.set_title("Case 1: one request at a time (CDF)")
     ax.grid(True, alpha=0.3)
     ax.legend()
     return _save(fig, out / "case1-latency-cdf.png")

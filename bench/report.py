@@ -58,6 +58,13 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v <= 1.0)
     add("1", "added latency, one at a time: p99", c1.get("added_p99"), " ms", "≤ 3 ms",
         lambda v: v <= 3.0)
+    for ref in ("nginx", "litellm"):
+        if f"{ref}_added_p50" in c1:
+            add("1", f"{ref} (same placement) added, one at a time: p50 / p99",
+                c1[f"{ref}_added_p99"], " ms", "(reference)", None)
+            out[-1] = Row(out[-1].case, out[-1].metric,
+                          f"{_num(c1[f'{ref}_added_p50'], ' ms')} / {out[-1].value}",
+                          out[-1].target, None)
     for row in _g(r, "2", "rows") or []:
         rate = row["rate"]
         errs = row["relay"]["errors"] + row["direct"]["errors"]

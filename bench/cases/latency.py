@@ -9,35 +9,46 @@ from __future__ import annotations
 from typing import Any
 
 from bench.loadgen import open_loop, sequential
-from bench.session import RssSampler, Session
+from bench.session import MODEL, RssSampler, Session, chat_endpoint
+from bench.stack import UPSTREAM_KEY
 from bench.stats import BackgroundLoad, ms
 
 __all__ = ["fixed_rates", "one_at_a_time"]
 
 
 async def one_at_a_time(s: Session) -> dict[str, Any]:
+    """Relay vs direct, with nginx (compiled) and LiteLLM (Python) through the same placement
+    as references: what any proxy on this machine adds, and what another Python gateway adds."""
     cfg = s.cfg
-    d, r = s.direct(), s.via_relay()
-    pools = {"direct": await s.pool(d), "relay": await s.pool(r)}
-    eps = {"direct": d, "relay": r}
-    for name in eps:  # warm-up: connections, caches, the upstream's code paths
-        await sequential(pools[name], eps[name], 50)
-    lat: dict[str, list[float]] = {"direct": [], "relay": []}
-    errors = {"direct": 0, "relay": 0}
-    bg = BackgroundLoad().start()
-    for i in range(cfg.seq_rounds):
-        for name in (("direct", "relay") if i % 2 == 0 else ("relay", "direct")):
-            done = await sequential(pools[name], eps[name], cfg.seq_per_round)
-            lat[name] += [x.latency for x in done if x.ok]
-            errors[name] += sum(1 for x in done if not x.ok)
+    nginx, nginx_port = s.stack.nginx(s.upstreams["fast"])
+    eps = {"direct": s.direct(), "relay": s.via_relay(),
+           "nginx": chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY),
+           "litellm": chat_endpoint("litellm", await s.litellm_ready(), MODEL)}
+    pools = {name: await s.pool(ep) for name, ep in eps.items()}
+    try:
+        for name in eps:  # warm-up: connections, caches, the upstream's code paths
+            await sequential(pools[name], eps[name], 50)
+        lat: dict[str, list[float]] = {name: [] for name in eps}
+        errors = dict.fromkeys(eps, 0)
+        names = list(eps)
+        bg = BackgroundLoad().start()
+        for i in range(cfg.seq_rounds):
+            for name in names[i % len(names):] + names[:i % len(names)]:  # rotate the order
+                done = await sequential(pools[name], eps[name], cfg.seq_per_round)
+                lat[name] += [x.latency for x in done if x.ok]
+                errors[name] += sum(1 for x in done if not x.ok)
+    finally:
+        s.stack.stop(nginx)
     out: dict[str, Any] = {"background_cpu_pct": bg.stop(), "rounds": cfg.seq_rounds,
                            "per_round": cfg.seq_per_round}
     for name, values in lat.items():
         out[name] = {"n": len(values), "errors": errors[name], "p50": ms(values, 0.5),
                      "p90": ms(values, 0.9), "p99": ms(values, 0.99),
                      "p999": ms(values, 0.999)}
-    out["added_p50"] = round(out["relay"]["p50"] - out["direct"]["p50"], 3)
-    out["added_p99"] = round(out["relay"]["p99"] - out["direct"]["p99"], 3)
+    for name in ("relay", "nginx", "litellm"):
+        prefix = "" if name == "relay" else f"{name}_"
+        out[f"{prefix}added_p50"] = round(out[name]["p50"] - out["direct"]["p50"], 3)
+        out[f"{prefix}added_p99"] = round(out[name]["p99"] - out["direct"]["p99"], 3)
     out["samples_ms"] = {k: [round(v * 1000, 4) for v in vals] for k, vals in lat.items()}
     s.results["1"] = out
     return out

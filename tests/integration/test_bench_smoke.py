@@ -47,6 +47,7 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8"}
     # 1, 2: every request answered, on both paths
     assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
+    assert all(r["1"][ref]["n"] > 0 for ref in ("nginx", "litellm"))  # same-run references
     assert all(row["relay"]["sent"] > 0 for row in r["2"]["rows"])
     # 3: a frontier search ran against all four targets
     assert set(r["3"]["targets"]) == {"direct", "relay", "litellm", "nginx"}
