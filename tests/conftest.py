@@ -7,7 +7,6 @@ deselects integration tests with ``-m 'not integration'``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -123,8 +122,3 @@ def kubeconfig_for(control_plane: ControlPlane, tmp_path_factory: pytest.TempPat
                                 control_plane.creds.ca_cert, token, user)
 
     return make
-
-
-@pytest.fixture(scope="session")
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
