@@ -50,6 +50,12 @@ def rows(r: dict[str, Any]) -> list[Row]:
         out.append(Row(case, metric, _num(v, unit, digits), target,
                        _check(v, test) if test else None))
 
+    def add_pair(case: str, metric: str, p50: Any, p99: Any, target: str,
+                 test: Callable[[Any], bool] | None) -> None:
+        """A "p50 / p99" row; the verdict is on the p99."""
+        out.append(Row(case, metric, f"{_num(p50, ' ms')} / {_num(p99, ' ms')}", target,
+                       _check(p99, test) if test else None))
+
     c0 = r.get("0", {})
     add("0", "upstream alone: wrk saturation (req/s)", _g(c0, "wrk", "rps"), "", "(reference)",
         None, 0)
@@ -60,22 +66,16 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v <= 3.0)
     for ref in ("nginx", "litellm"):
         if f"{ref}_added_p50" in c1:
-            add("1", f"{ref} (same placement) added, one at a time: p50 / p99",
-                c1[f"{ref}_added_p99"], " ms", "(reference)", None)
-            out[-1] = Row(out[-1].case, out[-1].metric,
-                          f"{_num(c1[f'{ref}_added_p50'], ' ms')} / {out[-1].value}",
-                          out[-1].target, None)
+            add_pair("1", f"{ref} (same placement) added, one at a time: p50 / p99",
+                     c1[f"{ref}_added_p50"], c1[f"{ref}_added_p99"], "(reference)", None)
     for row in _g(r, "2", "rows") or []:
         rate = row["rate"]
         errs = row["relay"]["errors"] + row["direct"]["errors"]
         target = "≤ 10 ms, 0 errors" if rate == 500 else "(no target)"
         test = (lambda v, e=errs: v <= 10.0 and e == 0) if rate == 500 else None
-        add("2", f"added p50 / p99 at {rate} req/s (errors relay/direct "
-            f"{row['relay']['errors']}/{row['direct']['errors']})",
-            row["added_p99"], " ms", target, test)
-        out[-1] = Row(out[-1].case, out[-1].metric,
-                      f"{_num(row['added_p50'], ' ms')} / {out[-1].value}", out[-1].target,
-                      out[-1].ok)
+        add_pair("2", f"added p50 / p99 at {rate} req/s (errors relay/direct "
+                 f"{row['relay']['errors']}/{row['direct']['errors']})",
+                 row["added_p50"], row["added_p99"], target, test)
     t = _g(r, "3", "targets") or {}
     for name in ("direct", "relay", "litellm", "nginx"):
         if name in t:
