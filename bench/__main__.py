@@ -154,7 +154,14 @@ async def run_cases(cfg: BenchConfig) -> dict[str, Any]:
     return s.results
 
 
-def details(r: dict[str, Any], cfg: BenchConfig) -> str:
+def run_settings(cfg: BenchConfig) -> dict[str, Any]:
+    """The settings a run was made with, as recorded next to its results."""
+    return {k: (sorted(v) if isinstance(v, frozenset) else v)
+            for k, v in dataclasses.asdict(cfg).items()
+            if k not in ("results_dir", "figures_dir", "report", "code")}
+
+
+def details(r: dict[str, Any], settings: dict[str, Any]) -> str:
     """Per-case settings and raw numbers (without the long sample lists)."""
     def strip(v: Any) -> Any:
         if isinstance(v, dict):
@@ -164,9 +171,6 @@ def details(r: dict[str, Any], cfg: BenchConfig) -> str:
             return [strip(x) for x in v]
         return v
 
-    settings = {k: (sorted(v) if isinstance(v, frozenset) else v)
-                for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("results_dir", "figures_dir", "report", "code")}
     return ("Settings of this run:\n\n```json\n" + json.dumps(settings, default=str) +
             "\n```\n\nRaw results per case (sample lists left out; all in "
             "`bench/results/results.json`):\n\n```json\n" +
@@ -182,11 +186,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.report_only:
         data = json.loads(saved.read_text())
         info, results = data["meta"], data["results"]
+        # the saved run's settings, not this invocation's (older files: its commit at least)
+        settings = data.get("settings") or {**run_settings(cfg),
+                                            "commit": info["code measured"]}
     else:
         signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
         results = asyncio.run(run_cases(cfg))
-        info = meta(cfg, argv, started)
-        saved.write_text(json.dumps({"meta": info, "results": results}, indent=1, default=str))
+        info, settings = meta(cfg, argv, started), run_settings(cfg)
+        saved.write_text(json.dumps({"meta": info, "settings": settings, "results": results},
+                                    indent=1, default=str))
     from bench import plots, report
 
     all_rows = report.rows(results)
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
         analysis_file = ROOT / "bench" / "analysis.md"
         analysis = analysis_file.read_text() if analysis_file.exists() else ""
         rel = [(title, path.relative_to(ROOT)) for title, path in figures]
-        cfg.report.write_text(report.markdown(all_rows, info, rel, details(results, cfg),
+        cfg.report.write_text(report.markdown(all_rows, info, rel, details(results, settings),
                                               analysis))
         print(f"\nwrote {cfg.report.relative_to(ROOT)} and {len(figures)} figures in "
               f"{cfg.figures_dir.relative_to(ROOT)}")
