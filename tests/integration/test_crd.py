@@ -219,13 +219,15 @@ def _assert_every_field_set(value: Any, path: str = "status") -> None:
 
 def test_every_status_field_survives_a_status_update(kubectl, namespace) -> None:
     _create(kubectl, namespace, _provider("vllm"))
-    status = _full_status().model_dump(by_alias=True, mode="json")
+    # Built once: it holds the current time, which must not tick between its two uses.
+    expected = _full_status()
+    status = expected.model_dump(by_alias=True, mode="json")
     _assert_every_field_set(status)
 
     _patch_status(kubectl, namespace, "vllm", status)
     stored = _get(kubectl, namespace, "vllm")
     assert stored["status"] == status
-    assert ChatProvider.model_validate(stored).status == _full_status()
+    assert ChatProvider.model_validate(stored).status == expected
 
 
 def test_nulls_in_a_status_update_are_dropped_not_refused(kubectl, namespace) -> None:
