@@ -59,7 +59,7 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         changes["soak_seconds"] = args.soak_seconds
     cfg = dataclasses.replace(cfg, **changes)
     cfg.results_dir.mkdir(parents=True, exist_ok=True)
-    if args.code != "worktree":
+    if args.code != "worktree" and not args.report_only:  # --report-only runs no code
         code, commit = snapshot(args.code, cfg.results_dir)
         sys.path.insert(0, str(code))  # the driver's imports of chatprovider too
         cfg = dataclasses.replace(cfg, code=code, commit=commit)
