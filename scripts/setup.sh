@@ -34,4 +34,5 @@ if [ "${SETUP_UPSTREAMS:-1}" = 1 ] && [ -f scripts/install-upstreams.sh ]; then
 fi
 bash bench/install.sh  # nginx and wrk (Debian), LiteLLM: the benchmark smoke test needs them
 bash scripts/install-browser.sh  # Chromium for the playground test (SETUP_BROWSER=0 skips)
+bash scripts/install-node-clients.sh  # the OpenAI JavaScript SDK for the docs' JavaScript example
 log "ready"
