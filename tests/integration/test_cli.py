@@ -106,10 +106,10 @@ def test_up_with_an_ollama_like_upstream_needs_no_key() -> None:
 
 
 def test_up_explains_a_provider_that_does_not_become_ready() -> None:
-    with socket.socket() as s:  # a port nothing listens on
+    with socket.socket() as s:  # bound, never listening: refused, and no one else can take it
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc, marker = _run_up("--upstream", f"http://127.0.0.1:{port}", "--ready-timeout", "3")
+        proc, marker = _run_up("--upstream", f"http://127.0.0.1:{port}", "--ready-timeout", "10")
     assert proc.returncode == 1
     assert "not Ready yet: ConnectionRefused" in proc.stderr
     assert re.search(r"EndpointReachable\s+False\s+ConnectionRefused", proc.stderr)

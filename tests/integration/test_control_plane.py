@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
+import time
 
 from kubernetes import client as k8s_client
 
@@ -68,6 +69,10 @@ def test_subject_access_review_follows_role_bindings(k8s, kubectl, namespace, mi
         }})
         return bool(review.status.allowed)
 
+    # the RBAC authorizer reads RoleBindings from an informer, which may lag behind their creation
+    deadline = time.monotonic() + 10
+    while not allowed("allowed") and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert allowed("allowed")
     assert not allowed("denied")
     can_i = kubectl("auth", "can-i", "use", "chatproviders.ai.chatprovider.dev", "-n", namespace,

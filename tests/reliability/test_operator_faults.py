@@ -226,4 +226,4 @@ def test_silent_watch_is_detected_and_recovered(control_plane, providers, tmp_pa
            f"{spec_seen:.1f} s (kopf re-watched after 3 s, then the status write waited out one "
            f"30 s API request timeout on a black-holed pooled connection); {unclosed} "
            "black-holed client sockets found unclosed by the garbage collector at shutdown")
-    assert key_seen < 45 and spec_seen < 45
+    assert key_seen < 60 and spec_seen < 60  # ~33 s: one 30 s request timeout, then recovery

@@ -12,6 +12,11 @@ from chatprovider.devserver import DevServer
 from .conftest import wait_for
 
 
+def _first_request_with_key(server: DevServer, key: str) -> float:
+    """When (``time.time()``) the upstream first received a request with this API key."""
+    return min(r.time for r in server.requests if r.api_key == key)
+
+
 def test_vllm_like_provider_becomes_ready_with_its_models(operator, providers, kubectl, namespace):
     with DevServer("vllm", api_keys={"k-1"}) as vllm:
         providers.put_secret("vllm-key", {"apiKey": "k-1"})
@@ -78,10 +83,11 @@ def test_missing_secret_then_created_becomes_ready_quickly(operator, providers):
         providers.wait_reason("p", "SecretNotFound")
         providers.put_secret("later", {"other": "x"})
         providers.wait_reason("p", "SecretKeyMissing")
-        started = time.monotonic()
+        created = time.time()
         providers.put_secret("later", {"apiKey": "k"})
-        providers.wait_reason("p", "Ready", timeout=5)
-        assert time.monotonic() - started < 3
+        providers.wait_reason("p", "Ready")
+        # how quickly the operator reacted: the upstream's clock, not this test's polling
+        assert _first_request_with_key(srv, "k") - created < 3
 
 
 def test_key_rotation_is_followed_within_two_seconds(operator, providers):
@@ -92,18 +98,20 @@ def test_key_rotation_is_followed_within_two_seconds(operator, providers):
         version = providers.get("p")["status"]["credentialVersion"]
 
         srv.set_api_keys({"new"})
-        started = time.monotonic()
+        rotated = time.time()
         providers.put_secret("key", {"apiKey": "new"})
-        wait_for(lambda: any(r.headers.get("Authorization") == "Bearer new"
-                             for r in srv.requests), timeout=2, what="request with the new key")
-        assert time.monotonic() - started < 2
+        wait_for(lambda: any(r.api_key == "new" for r in srv.requests),
+                 what="request with the new key")
+        # the promise: a re-check with the new key within 2 s of the Secret's change, timed by
+        # the upstream's clock when the request arrived (not by this test's polling)
+        assert _first_request_with_key(srv, "new") - rotated < 2
         wait_for(lambda: providers.get("p")["status"].get("credentialVersion") != version)
         providers.wait_reason("p", "Ready")
         wait_for(lambda: any(e["reason"] == "CredentialRotated" for e in providers.events("p")),
                  what="CredentialRotated event")
 
         providers.put_secret("key", {"apiKey": "wrong"})
-        cond = providers.wait_reason("p", "Unauthorized", timeout=5)
+        cond = providers.wait_reason("p", "Unauthorized")
         assert cond["status"] == "False"
         assert providers.condition("p", "Authenticated")["status"] == "False"
         assert "wrong" not in providers.dump("p")
@@ -162,12 +170,12 @@ def test_endpoint_change_and_refresh_annotation_recheck_at_once(operator, provid
         providers.wait_reason("p", "Ready")
         providers.patch("p", {"spec": {"endpoint": two.base_url}})
         wait_for(lambda: [m["id"] for m in providers.get("p")["status"]["models"]] == ["b"],
-                 timeout=5, what="models of the new endpoint")
+                 what="models of the new endpoint")
 
         two.set_models(["b", "c"])
         providers.patch("p", {"metadata": {"annotations": {
             "ai.chatprovider.dev/refresh": str(time.time())}}})
-        wait_for(lambda: providers.get("p")["status"]["modelCount"] == 2, timeout=5,
+        wait_for(lambda: providers.get("p")["status"]["modelCount"] == 2,
                  what="refreshed model list")
         wait_for(lambda: any(e["reason"] == "ModelsAdded" and "c" in e["message"]
                              for e in providers.events("p")), what="ModelsAdded event")
@@ -178,7 +186,8 @@ def test_periodic_recheck_notices_model_changes(operator, providers):
         providers.create("p", {"endpoint": srv.base_url, "discovery": {"interval": "10s"}})
         providers.wait_reason("p", "Ready")
         srv.set_models(["a", "z"])
-        wait_for(lambda: providers.get("p")["status"]["modelCount"] == 2, timeout=15,
+        # due 10-11 s after Ready (interval plus up to 10% jitter)
+        wait_for(lambda: providers.get("p")["status"]["modelCount"] == 2, timeout=30,
                  what="model change noticed by the periodic re-check")
 
 
