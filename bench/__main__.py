@@ -39,7 +39,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--code", default="HEAD",
                    help="commit to measure (default HEAD), or 'worktree' for the working tree")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    p.add_argument("--results", type=Path, help="results directory")
+    p.add_argument("--results", type=Path,
+                   help="results directory; the report and figures go there too, not into "
+                        "the repository's BENCHMARKS.md and docs/bench")
     p.add_argument("--report-only", action="store_true",
                    help="rewrite the report and figures from the last results.json")
     return p.parse_args(argv)
@@ -49,8 +51,9 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
     cfg = smoke(args.results) if args.smoke else full()
     changes: dict[str, Any] = {"cases": frozenset(c.strip() for c in args.cases.split(",")),
                                "pin": not args.no_pin}
-    if args.results and not args.smoke:
-        changes["results_dir"] = args.results
+    if args.results and not args.smoke:  # a side run: leave the committed report alone
+        changes.update(results_dir=args.results, report=args.results / "BENCHMARKS.md",
+                       figures_dir=args.results / "figures")
     if args.providers is not None:
         changes["providers"] = args.providers
     if args.big_providers is not None:
@@ -177,6 +180,10 @@ def details(r: dict[str, Any], settings: dict[str, Any]) -> str:
             json.dumps(strip(r), indent=1, default=str) + "\n```")
 
 
+def _shown(path: Path) -> Path:
+    return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse(argv)
@@ -204,11 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     if cfg.report is not None:
         analysis_file = ROOT / "bench" / "analysis.md"
         analysis = analysis_file.read_text() if analysis_file.exists() else ""
-        rel = [(title, path.relative_to(ROOT)) for title, path in figures]
+        rel = [(title, path.relative_to(cfg.report.parent)) for title, path in figures]
         cfg.report.write_text(report.markdown(all_rows, info, rel, details(results, settings),
                                               analysis))
-        print(f"\nwrote {cfg.report.relative_to(ROOT)} and {len(figures)} figures in "
-              f"{cfg.figures_dir.relative_to(ROOT)}")
+        print(f"\nwrote {_shown(cfg.report)} and {len(figures)} figures in "
+              f"{_shown(cfg.figures_dir)}")
     else:
         print(f"\nresults in {cfg.results_dir}")
     return 0
