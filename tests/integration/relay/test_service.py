@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
 import threading
 
 import httpx
 import pytest
+
+from chatprovider.logs import JsonFormatter, RedactingFilter
 
 from .conftest import provider_body, wait_until
 
@@ -27,6 +32,34 @@ def test_health_readiness_and_metrics(relay, upstream) -> None:
     assert ('chatprovider_relay_requests_total{code="200",model="meta-llama/Llama-3.1-8B-Instruct"'
             ',namespace="team-a",provider="vllm"} 1.0') in text
     assert "chatprovider_relay_request_duration_seconds_bucket" in text
+
+
+def test_access_log_lines_carry_fields_in_json(relay, upstream) -> None:
+    relay.add(provider_body("team-a", "vllm", upstream.url, upstream.models))
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(JsonFormatter())
+    access = logging.getLogger("chatprovider.relay.access")
+    access.addHandler(handler)
+    level = access.level
+    access.setLevel(logging.INFO)
+    try:
+        httpx.post(f"{relay.url}/chat/completions", json={"model": LLAMA, "messages": MSG},
+                   headers={"Authorization": "Bearer sk-never-logged"})
+        httpx.post(f"{relay.url}/chat/completions", json={"model": "nope", "messages": MSG})
+        wait_until(lambda: out.getvalue().count("\n") >= 2, what="two access lines")
+    finally:
+        access.removeHandler(handler)
+        access.setLevel(level)
+    ok, missing = (json.loads(line) for line in out.getvalue().splitlines())
+    assert {k: ok[k] for k in ("method", "path", "status", "namespace", "provider", "model",
+                               "stream", "failure", "attempts")} == {
+        "method": "POST", "path": "/v1/chat/completions", "status": 200, "namespace": "team-a",
+        "provider": "vllm", "model": LLAMA, "stream": False, "failure": None, "attempts": 1}
+    assert ok["duration_ms"] > 0 and ok["message"].startswith("POST /v1/chat/completions 200 ")
+    assert (missing["status"], missing["provider"]) == (404, "")
+    assert "sk-never-logged" not in out.getvalue()
 
 
 def test_openapi_document_describes_the_relay(relay) -> None:

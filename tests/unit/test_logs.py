@@ -1,0 +1,85 @@
+"""Log lines: bearer tokens redacted everywhere (message, fields, traceback); JSON carries the
+structured fields of a record; the message is formatted once."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from chatprovider.logs import JsonFormatter, RedactingFilter
+
+TOKEN = "sk-canary-0123456789abcdef"
+
+
+@pytest.fixture()
+def captured() -> Iterator[tuple[logging.Logger, io.StringIO, logging.Handler]]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    logger = logging.getLogger("chatprovider.test-logs")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    yield logger, out, handler
+    logger.handlers.clear()
+
+
+def test_json_lines_carry_the_fields_of_a_record(captured) -> None:
+    logger, out, handler = captured
+    handler.setFormatter(JsonFormatter())
+    logger.info("%s %s %d", "POST", "/v1/chat/completions", 200,
+                extra={"fields": {"method": "POST", "status": 200, "stream": False,
+                                  "provider": None, "message": "not overridden"}})
+    entry = json.loads(out.getvalue())
+    assert entry["message"] == "POST /v1/chat/completions 200"
+    assert entry["level"] == "info" and entry["logger"] == "chatprovider.test-logs"
+    assert (entry["method"], entry["status"], entry["stream"], entry["provider"]) == (
+        "POST", 200, False, None)
+
+
+def test_text_lines_show_the_message_only(captured) -> None:
+    logger, out, handler = captured
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    logger.info("answered %d", 200, extra={"fields": {"status": 200}})
+    assert out.getvalue() == "INFO answered 200\n"
+
+
+@pytest.mark.parametrize("formatter", [JsonFormatter(), logging.Formatter("%(message)s")],
+                         ids=["json", "text"])
+def test_bearer_tokens_are_redacted_in_message_fields_and_traceback(captured, formatter) -> None:
+    logger, out, handler = captured
+    handler.setFormatter(formatter)
+    logger.warning("header was Bearer %s", TOKEN,
+                   extra={"fields": {"path": f"/v1/Bearer {TOKEN}"}})
+    try:
+        raise ValueError(f"upstream echoed Authorization: Bearer {TOKEN}")
+    except ValueError:
+        logger.exception("failed")
+    text = out.getvalue()
+    assert TOKEN not in text
+    assert text.count("[REDACTED]") >= (3 if isinstance(formatter, JsonFormatter) else 2)
+
+
+def test_the_message_is_formatted_once(captured) -> None:
+    logger, out, handler = captured
+    handler.setFormatter(JsonFormatter())
+    calls = []
+
+    class Counted:
+        def __str__(self) -> str:
+            calls.append(1)
+            return "x"
+
+    logger.info("value %s", Counted())
+    assert json.loads(out.getvalue())["message"] == "value x"
+    assert len(calls) == 1
+
+
+def test_a_bad_format_string_does_not_raise_in_the_filter() -> None:
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
+    assert RedactingFilter().filter(record)  # left for the handler's handleError to report
+    assert record.args == ("not a number",)
