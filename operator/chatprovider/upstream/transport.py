@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import socket
 import ssl
 from collections.abc import Callable
@@ -54,14 +53,15 @@ class TransportProfile:
     proxy: str | None = None
 
     @property
-    def key(self) -> tuple[str, bool, str | None]:
-        digest = hashlib.sha256(self.ca_pem).hexdigest() if self.ca_pem else ""
-        return digest, self.insecure_skip_verify, self.proxy
+    def key(self) -> tuple[bytes, bool, str | None]:
+        """The pool's key, looked up on every request: the CA bundle's bytes themselves (the
+        same object each time, until the Secret or ConfigMap changes), not a digest of them."""
+        return self.ca_pem or b"", self.insecure_skip_verify, self.proxy
 
     def ssl_context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if self.ca_pem:
-            ctx = ssl.create_default_context(cadata=self.ca_pem.decode("ascii", "replace"))
+        """The system's roots, or only the provider's CA bundle when it has one."""
+        cadata = self.ca_pem.decode("ascii", "replace") if self.ca_pem else None
+        ctx = ssl.create_default_context(cadata=cadata)
         if self.insecure_skip_verify:
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
@@ -84,7 +84,7 @@ class Transports:
         self._pool_size = pool_size
         self._keepalive = keepalive_timeout
         self._resolver = resolver
-        self._sessions: dict[tuple[str, bool, str | None], aiohttp.ClientSession] = {}
+        self._sessions: dict[tuple[bytes, bool, str | None], aiohttp.ClientSession] = {}
         self._literal_refusals: dict[str, str | None] = {}  # host -> reason, None: allowed
 
     def session(self, profile: TransportProfile) -> aiohttp.ClientSession:
