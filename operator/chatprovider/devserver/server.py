@@ -153,7 +153,13 @@ class DevServer:
         try:
             await self._stop.wait()
         finally:
+            handlers = runner.server.connections if runner.server is not None else []
+            transports = [h.transport for h in handlers if h.transport is not None]
             await runner.cleanup()
+            # A TLS connection's close() waits for the peer's close_notify, which the closing
+            # loop would never see: its socket would be left to the garbage collector.
+            for transport in transports:
+                transport.abort()
 
     # ---- addresses ----------------------------------------------------------------------------
     @property

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 
-import pytest
 import trustme
 
 from chatprovider.controlplane.plane import free_port
@@ -19,11 +18,6 @@ def _tls_server(ca: trustme.CA, *names: str) -> DevServer:
     return DevServer("vllm", ssl_context=ctx)
 
 
-# Failed TLS handshakes (the point of this test) now and then leave one socket for the garbage
-# collector to close, which pytest reports as an unraisable ResourceWarning at teardown. It did not
-# reproduce outside the full suite; the descriptor is reclaimed, and nothing grows across checks
-# (the reliability soak watches open descriptors).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_private_ca_unknown_authority_hostname_mismatch_and_ca_bundle(operator, providers):
     ca = trustme.CA()
     with _tls_server(ca, "127.0.0.1") as good, _tls_server(ca, "other.example") as wrong:
