@@ -13,7 +13,7 @@ up: setup         ## run the local control plane, the operator, the relay and a 
 	$(BIN)/chatprovider up
 
 lint:
-	$(BIN)/ruff check operator tests
+	$(BIN)/ruff check operator tools tests bench
 	$(BIN)/lint-imports
 
 typecheck:
@@ -29,10 +29,10 @@ test: setup lint typecheck   ## everything: lint, types, unit and integration te
 	$(BIN)/pytest -q --junitxml=$(CACHE)/junit.xml $(PYTEST_ARGS)
 
 crds:             ## regenerate crds/ from the pydantic models
-	$(BIN)/python -m chatprovider.api.crd
+	$(BIN)/python -m chatprovider_tools.generators.crd
 
 check-crds:
-	$(BIN)/python -m chatprovider.api.crd --check
+	$(BIN)/python -m chatprovider_tools.generators.crd --check
 
 bench: setup      ## relay vs LiteLLM vs nginx, and the operator (~15 min; writes BENCHMARKS.md, docs/bench/*.png)
 	bash bench/run.sh $(BENCH_ARGS)

@@ -19,8 +19,8 @@ from bench.loadgen import Endpoint
 from bench.procs import Proc
 from bench.stack import UPSTREAM_KEY, Stack, Upstream
 from bench.wire import encode_request
-from chatprovider.controlplane import ControlPlane
 from chatprovider.kube import KubeClient, KubeConfig
+from chatprovider_tools.controlplane import ControlPlane
 
 __all__ = ["RELAY_NS", "RssSampler", "Session", "chat_endpoint"]
 

@@ -19,8 +19,8 @@ import time
 
 from aiohttp import web
 
-from chatprovider.devserver import Behaviour, Journal, KeyRing, ServerState, build_app
-from chatprovider.devserver.flavour import get_flavour
+from chatprovider_tools.devserver import Behaviour, Journal, KeyRing, ServerState, build_app
+from chatprovider_tools.devserver.flavour import get_flavour
 
 __all__ = ["RecordingKeyRing", "main"]
 

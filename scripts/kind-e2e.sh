@@ -62,8 +62,10 @@ else
 fi
 
 log "building $IMAGE"
+TOOLS_IMAGE=${TOOLS_IMAGE:-chatprovider-tools:e2e}
 docker build -t "$IMAGE" .
-kind load docker-image "$IMAGE" --name "$CLUSTER"
+docker build --target tools -t "$TOOLS_IMAGE" .
+kind load docker-image "$IMAGE" "$TOOLS_IMAGE" --name "$CLUSTER"
 
 log "installing the chart (relay.mode=$RELAY_MODE) into $NS, which enforces the restricted PSS"
 k create namespace "$NS" --dry-run=client -o yaml | k apply -f -
@@ -80,7 +82,7 @@ fi
 
 log "an in-cluster upstream (examples/kind/devserver.yaml) registered as a ChatProvider"
 k create namespace "$APP_NS" --dry-run=client -o yaml | k apply -f -
-sed "s#image: ghcr.io/chatprovider/chatprovider-operator:.*#image: $IMAGE#" \
+sed "s#image: ghcr.io/chatprovider/chatprovider-tools:.*#image: $TOOLS_IMAGE#" \
   examples/kind/devserver.yaml | k apply -n "$APP_NS" -f -
 k rollout status -n "$APP_NS" deployment/devserver --timeout=3m || fail "devserver"
 k wait -n "$APP_NS" chatprovider/devserver --for=condition=Ready --timeout=3m \

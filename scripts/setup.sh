@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the project needs, idempotently, with caches outside the repo:
-#   - a Python virtual environment with the package (editable) and its dev tools;
+#   - a Python virtual environment with the package and its workshop package tools/ (both
+#     editable) and the dev tools;
 #   - kube-apiserver, etcd and kubectl built from the Go module proxy (scripts/install-control-plane.sh);
 #   - the real third-party upstream servers used by tests (scripts/install-upstreams.sh), unless
 #     SETUP_UPSTREAMS=0.
@@ -18,10 +19,10 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$VENV/bin/pip" install -q --upgrade pip
 fi
 stamp="$VENV/.chatprovider-deps"
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)
+want=$(cat pyproject.toml tools/pyproject.toml | sha256sum | cut -c1-16)-$(pwd | sha256sum | cut -c1-8)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  log "installing the package and its dev dependencies into $VENV"
-  PIP_CACHE_DIR=$CACHE/pip "$VENV/bin/pip" install -q -e '.[dev,bench]'
+  log "installing the package, its workshop (tools/) and their dev dependencies into $VENV"
+  PIP_CACHE_DIR=$CACHE/pip "$VENV/bin/pip" install -q -e '.[dev,bench]' -e ./tools
   echo "$want" > "$stamp"
 else
   log "Python dependencies up to date"

@@ -16,8 +16,8 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from chatprovider.controlplane import BinariesNotFound, ControlPlane, find_binaries
-from chatprovider.controlplane.plane import write_kubeconfig
+from chatprovider_tools.controlplane import BinariesNotFound, ControlPlane, find_binaries
+from chatprovider_tools.controlplane.plane import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@
 - ``llama_server``: llama.cpp's server (``llama-cpp-python[server]``) with Gemma 3 270M, a real
   tiny model (CPU, about 420 MB RSS).
 - ``litellm_proxy``: LiteLLM's proxy with mock models, plus one model routed to a
-  :class:`~chatprovider.devserver.DevServer` (a real two-hop chain).
+  :class:`~chatprovider_tools.devserver.DevServer` (a real two-hop chain).
 
 Both come from their own virtual environments, installed by ``bash scripts/install-upstreams.sh``
 under ``${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/upstreams``. Missing installs FAIL the tests
@@ -29,7 +29,7 @@ import httpx
 import pytest
 import yaml
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 __all__ = ["LiteLLMProxy", "RealUpstream", "litellm_proxy", "llama_server", "upstreams_dir"]
 

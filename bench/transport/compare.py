@@ -61,7 +61,7 @@ def free_port() -> int:
 
 def start_server(port: int, frames: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "chatprovider.devserver", "--port", str(port),
+        [sys.executable, "-m", "chatprovider_tools.devserver", "--port", str(port),
          "--stream-frames", str(frames), "--journal-limit", "100"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )

@@ -23,7 +23,7 @@ import trustme
 from click.testing import CliRunner, Result
 
 from chatprovider.cli import main
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 VENV_BIN = Path(sys.executable).parent
 CHATPROVIDER = str(VENV_BIN / "chatprovider")

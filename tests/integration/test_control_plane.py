@@ -9,8 +9,8 @@ import time
 
 from kubernetes import client as k8s_client
 
-from chatprovider.controlplane import ControlPlane
-from chatprovider.controlplane.binaries import DEFAULT_K8S_VERSION
+from chatprovider_tools.controlplane import ControlPlane
+from chatprovider_tools.controlplane.binaries import DEFAULT_K8S_VERSION
 
 
 def test_version_is_the_pinned_release(kubectl) -> None:

@@ -42,9 +42,9 @@ import pytest
 import yaml
 from tests.integration.operator_stack import OperatorStack
 
-from chatprovider.controlplane import ControlPlane
-from chatprovider.devserver import DevServer
 from chatprovider.relay import AuthMode, RelaySettings
+from chatprovider_tools.controlplane import ControlPlane
+from chatprovider_tools.devserver import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = sorted(

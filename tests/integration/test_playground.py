@@ -23,10 +23,10 @@ import pytest
 from kubernetes import client as k8s_client
 from tests.integration.operator_stack import OperatorStack
 
-from chatprovider.devserver import DevServer
 from chatprovider.registry import Registry
 from chatprovider.relay import AuthMode, Relay, RelaySettings
 from chatprovider.relay.playground.assets import CSP, FILES
+from chatprovider_tools.devserver import DevServer
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "operator" / "chatprovider" / "relay" / "playground" / "static"

@@ -15,8 +15,8 @@ import httpx
 import openai
 import pytest
 
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 
 
 @pytest.fixture()

@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from chatprovider.controlplane import ControlPlane
-from chatprovider.controlplane.plane import write_kubeconfig
+from chatprovider_tools.controlplane import ControlPlane
+from chatprovider_tools.controlplane.plane import write_kubeconfig
 from tests.integration.controller.conftest import Providers
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ import httpx
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import ThreadedResolver
 
-from chatprovider.controlplane.plane import free_port
+from chatprovider_tools.controlplane.plane import free_port
 
 CHATPROVIDER = Path(sys.executable).parent / "chatprovider"
 API = ("ai.chatprovider.dev", "v1alpha1")

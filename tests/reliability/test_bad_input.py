@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from chatprovider.devserver import DevServer
 from chatprovider.relay import AuthMode, RelaySettings
+from chatprovider_tools.devserver import DevServer
 from tests.integration.relay.conftest import RelayThread, provider_body
 
 from .harness import proc_stats, wait_for

@@ -14,10 +14,10 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from chatprovider.controlplane import ControlPlane
-from chatprovider.controlplane.plane import write_kubeconfig
-from chatprovider.devserver import DevServer
 from chatprovider.settings import OperatorSettings
+from chatprovider_tools.controlplane import ControlPlane
+from chatprovider_tools.controlplane.plane import write_kubeconfig
+from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import OperatorThread, Providers
 
 from .conftest import CRD_DIR

@@ -11,7 +11,7 @@ import uuid
 import httpx
 from kubernetes import client as k8s_client
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import Providers
 
 from .conftest import RELEASE_NS

@@ -13,8 +13,8 @@ import httpx
 import openai
 import pytest
 
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 from tests.integration.relay.conftest import RelayThread, provider_body
 
 from .harness import RawServer, http_head, proc_stats, read_request, sse_chunk, wait_for

@@ -17,7 +17,7 @@ import uuid
 
 import httpx
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 from .harness import ChatproviderProcess, wait_for
 

@@ -17,13 +17,13 @@ import httpx
 import pytest
 
 from chatprovider.controller.app import OperatorApp
-from chatprovider.devserver import DevServer
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.relay import AuthMode, Relay, RelaySettings
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import EgressDenied, PolicyResolver, Transports
+from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import OperatorThread
 from tests.integration.relay.conftest import RelayThread, provider_body
 

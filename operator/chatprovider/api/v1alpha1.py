@@ -2,7 +2,7 @@
 
 Attribute docstrings become the schema descriptions that ``kubectl explain`` shows; constraints and
 ``x-kubernetes-validations`` (CEL) rules declared here are enforced by the API server. Run
-``python -m chatprovider.api.crd`` (``make crds``) after changing this module.
+``python -m chatprovider_tools.generators.crd`` (``make crds``) after changing this module.
 """
 
 from __future__ import annotations

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 
 from .conftest import wait_for
 

@@ -7,8 +7,8 @@ import logging
 
 import trustme
 
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 
 
 def _tls_server(ca: trustme.CA, *names: str) -> DevServer:

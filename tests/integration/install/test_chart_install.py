@@ -23,8 +23,8 @@ import httpx
 import pytest
 from kubernetes import client as k8s_client
 
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 
 from .conftest import CHART, VENV_BIN, Process, write_values
 

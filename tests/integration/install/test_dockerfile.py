@@ -43,8 +43,9 @@ def test_hadolint_finds_nothing(hadolint_bin: Path) -> None:
 
 def test_it_is_multi_stage_on_python_slim() -> None:
     froms = [rest for word, rest in instructions() if word == "FROM"]
-    assert len(froms) == 2
+    assert len(froms) == 3
     assert froms[0].endswith(" AS build")
+    assert froms[1].endswith(" AS tools"), "the workshop image is a named, non-default target"
     base = next(rest for word, rest in instructions() if word == "ARG"
                 and rest.startswith("PYTHON_IMAGE="))
     assert base.split("=", 1)[1].startswith("python:3.11-slim")

@@ -16,13 +16,13 @@ import openai
 import pytest
 from kubernetes import client as k8s_client
 
-from chatprovider.devserver import DevServer
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import ProviderView, Registry, view_from_body
 from chatprovider.relay import AuthMode, Relay, RelaySettings
 from chatprovider.upstream.transport import Transports
+from chatprovider_tools.devserver import DevServer
 
 T = TypeVar("T")
 

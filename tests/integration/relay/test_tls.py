@@ -11,7 +11,7 @@ import httpx
 import trustme
 from kubernetes import client as k8s_client
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 from .conftest import provider_body, wait_until
 

@@ -18,6 +18,7 @@ from chatprovider.api.v1alpha1 import (
     Condition,
     ServerType,
 )
+from chatprovider_tools.generators import crd as crd_files
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
@@ -52,13 +53,13 @@ def _at(schema: dict[str, Any], dotted: str) -> dict[str, Any]:
 # --- staleness ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("output", crd.OUTPUTS, ids=str)
+@pytest.mark.parametrize("output", crd_files.OUTPUTS, ids=str)
 def test_the_committed_crd_is_up_to_date(output: Path) -> None:
     committed = ROOT / output
     assert committed.is_file(), f"{output} is missing: run `make crds` and commit it"
     assert committed.read_text(encoding="utf-8") == crd.render(), (
         f"{output} is stale: the models in chatprovider/api/v1alpha1.py changed. "
-        "Run `make crds` (python -m chatprovider.api.crd) and commit the result."
+        "Run `make crds` (python -m chatprovider_tools.generators.crd) and commit the result."
     )
 
 
@@ -73,28 +74,28 @@ def test_rendering_is_deterministic_and_marked_generated() -> None:
 def test_check_fails_on_a_stale_copy_and_write_fixes_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert crd.main(["--check", "--root", str(tmp_path)]) == 1
+    assert crd_files.main(["--check", "--root", str(tmp_path)]) == 1
     assert "make crds" in capsys.readouterr().err
 
-    assert crd.main(["--root", str(tmp_path)]) == 0
-    assert all((tmp_path / output).read_text() == crd.render() for output in crd.OUTPUTS)
-    assert crd.main(["--check", "--root", str(tmp_path)]) == 0
+    assert crd_files.main(["--root", str(tmp_path)]) == 0
+    assert all((tmp_path / output).read_text() == crd.render() for output in crd_files.OUTPUTS)
+    assert crd_files.main(["--check", "--root", str(tmp_path)]) == 0
 
-    target = tmp_path / crd.OUTPUTS[0]
+    target = tmp_path / crd_files.OUTPUTS[0]
     target.write_text(crd.render().replace("cprov", "cp"))
-    assert crd.main(["--check", "--root", str(tmp_path)]) == 1
+    assert crd_files.main(["--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert f"{target} is stale" in err
     assert "-    - cp\n+    - cprov" in err  # a diff shows what changed
 
 
 def test_writing_again_touches_nothing(tmp_path: Path) -> None:
-    assert crd.write_outputs(tmp_path) == [tmp_path / output for output in crd.OUTPUTS]
-    assert crd.write_outputs(tmp_path) == []
+    assert crd_files.write_outputs(tmp_path) == [tmp_path / output for output in crd_files.OUTPUTS]
+    assert crd_files.write_outputs(tmp_path) == []
 
 
 def test_stdout_prints_the_crd(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert crd.main(["--stdout", "--root", str(tmp_path)]) == 0
+    assert crd_files.main(["--stdout", "--root", str(tmp_path)]) == 0
     assert capsys.readouterr().out == crd.render()
     assert not any(tmp_path.iterdir())
 

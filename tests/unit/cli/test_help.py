@@ -7,9 +7,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from chatprovider.cli import main
+from chatprovider.cli import commands, main
 
-COMMANDS = sorted(main.commands)
+COMMANDS = sorted(commands())
 
 
 def help_text(*args: str) -> str:
@@ -30,12 +30,12 @@ def test_the_group_summarises_the_newcomers_commands_in_whole_sentences() -> Non
 def test_every_command_has_help(name: str) -> None:
     text = help_text(name)
     assert f"Usage: main {name}" in text or f"Usage: chatprovider {name}" in text
-    assert len(main.commands[name].help or "") > 20
+    assert len(commands()[name].help or "") > 20
 
 
 @pytest.mark.parametrize("name", ["up", "check"])
 def test_every_option_of_the_newcomers_commands_is_explained(name: str) -> None:
-    command = main.commands[name]
+    command = commands()[name]
     for param in command.params:
         if isinstance(param, click.Option):
             assert param.help and len(param.help) > 15, f"{name} {param.opts[0]} has no help"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from chatprovider.api.v1alpha1 import ChatProvider
-from chatprovider.cli.up import NAMESPACE, _manifest
+from chatprovider_tools.demo import NAMESPACE, _manifest
 
 
 def _docs(text: str) -> list[dict]:

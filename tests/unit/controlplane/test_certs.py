@@ -9,7 +9,7 @@ import ssl
 import threading
 from pathlib import Path
 
-from chatprovider.controlplane.certs import write_credentials
+from chatprovider_tools.controlplane.certs import write_credentials
 
 
 def test_serving_certificate_verifies_under_strict_x509(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import httpx
 import pytest
 from devserver_helpers import KEY
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from devserver_helpers import KEY, chat_body
 
-from chatprovider.devserver import DevServer
+from chatprovider_tools.devserver import DevServer
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,5 @@
-"""``python -m chatprovider.devserver``: the demo and benchmark upstream, and its life cycle."""
+"""``python -m chatprovider_tools.devserver``: the demo and benchmark upstream, and its life
+cycle."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ import sys
 import httpx
 import pytest
 
-from chatprovider.devserver import DevServer
-from chatprovider.devserver.cli import parse_args
+from chatprovider_tools.devserver import DevServer
+from chatprovider_tools.devserver.cli import parse_args
 
 
 def test_cli_serves_the_flavour_and_stops_on_sigterm():
     process = subprocess.Popen(
-        [sys.executable, "-m", "chatprovider.devserver", "--flavour", "ollama", "--port", "0",
+        [sys.executable, "-m", "chatprovider_tools.devserver", "--flavour", "ollama", "--port", "0",
          "--models", "llama3:8b, phi3:mini", "--api-key", "k1", "--api-key", "k2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

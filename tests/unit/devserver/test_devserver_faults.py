@@ -137,7 +137,7 @@ def test_models_route_can_be_missing(generic, client, status):
 
 
 def test_hung_requests_do_not_block_stop():
-    from chatprovider.devserver import DevServer
+    from chatprovider_tools.devserver import DevServer
 
     srv = DevServer().start()
     srv.behaviour.hang = True

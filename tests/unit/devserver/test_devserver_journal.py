@@ -68,7 +68,7 @@ def test_concurrent_requests_are_all_recorded(generic):
 
 
 def test_journal_limit_keeps_the_newest():
-    from chatprovider.devserver import DevServer
+    from chatprovider_tools.devserver import DevServer
 
     with DevServer(journal_limit=3) as srv, httpx.Client() as c:
         for _ in range(5):

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from chatprovider.devserver import Behaviour, KeyRing
+from chatprovider_tools.devserver import Behaviour, KeyRing
 
 
 def test_unknown_knob_is_an_error_not_a_silent_no_op():

@@ -7,7 +7,7 @@ import json
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatprovider.devserver.reply import (
+from chatprovider_tools.devserver.reply import (
     count_prompt_tokens,
     plan_reply,
     reply_pieces,

@@ -11,7 +11,7 @@ import pytest
 import trustme
 from devserver_helpers import KEY, VLLM_MODEL, chat_body, sse_events
 
-from chatprovider.devserver import FLAVOURS, DevServer
+from chatprovider_tools.devserver import FLAVOURS, DevServer
 
 
 @pytest.mark.parametrize(

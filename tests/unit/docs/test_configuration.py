@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import pytest
 
-from chatprovider.cli import main
+from chatprovider.cli import commands
 from chatprovider.relay import RelaySettings
 from chatprovider.settings import OperatorSettings
 
@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "configuration.md"
 
 
 def _options() -> list[tuple[str, click.Option]]:
-    return [(name, p) for name, cmd in sorted(main.commands.items()) for p in cmd.params
+    return [(name, p) for name, cmd in sorted(commands().items()) for p in cmd.params
             if isinstance(p, click.Option)]
 
 
@@ -36,7 +36,7 @@ def test_every_option_and_its_environment_variable_is_documented(command, option
 
 def test_every_command_has_a_section() -> None:
     text = DOC.read_text(encoding="utf-8")
-    for name in main.commands:
+    for name in commands():
         assert f"## `chatprovider {name}" in text, name
 
 

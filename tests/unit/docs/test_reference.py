@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from chatprovider.api import reference
 from chatprovider.api.crd import build_crd
+from chatprovider_tools.generators import reference
 
 ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_the_committed_reference_is_current() -> None:
     assert not reference.stale(ROOT), (
-        f"{reference.OUTPUT} is stale: run `python -m chatprovider.api.reference` and commit it")
+        f"{reference.OUTPUT} is stale: run `python -m chatprovider_tools.generators.reference`"
+        " and commit it")
     assert reference.main(["--check", "--root", str(ROOT)]) == 0
 
 

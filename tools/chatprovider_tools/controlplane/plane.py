@@ -26,8 +26,8 @@ from types import TracebackType
 
 import yaml
 
-from chatprovider.controlplane.binaries import Binaries, find_binaries
-from chatprovider.controlplane.certs import PlaneCredentials, write_credentials
+from chatprovider_tools.controlplane.binaries import Binaries, find_binaries
+from chatprovider_tools.controlplane.certs import PlaneCredentials, write_credentials
 
 __all__ = ["ControlPlane", "ControlPlaneError", "free_port", "write_kubeconfig"]
 

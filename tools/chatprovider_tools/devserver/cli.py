@@ -1,4 +1,4 @@
-"""Command line: ``python -m chatprovider.devserver --flavour ollama --port 11434``.
+"""Command line: ``python -m chatprovider_tools.devserver --flavour ollama --port 11434``.
 
 Serves until SIGINT or SIGTERM. Prints one line ``devserver <flavour> listening on <url>`` on
 stdout once the port is bound (useful with ``--port 0``).
@@ -26,7 +26,7 @@ __all__ = ["main", "parse_args"]
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m chatprovider.devserver",
+        prog="python -m chatprovider_tools.devserver",
         description="A small, fast OpenAI-compatible server (demo, test and benchmark upstream).",
     )
     parser.add_argument("--flavour", choices=sorted(FLAVOURS), default="generic",

@@ -5,7 +5,7 @@ Public API:
 - :class:`DevServer` runs it in a background thread for sync tests (``with DevServer(...) as
   srv``), with fault injection (:class:`Behaviour`), key rotation and a request journal.
 - :func:`build_app` / :func:`start_runner` serve it inside an existing event loop.
-- ``python -m chatprovider.devserver`` runs it from the command line (:mod:`.cli`).
+- ``python -m chatprovider_tools.devserver`` runs it from the command line (:mod:`.cli`).
 """
 
 from .app import build_app

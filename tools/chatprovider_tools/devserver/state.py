@@ -50,9 +50,9 @@ class ServerState:
         return b"%s-%s%08x" % (prefix, self._salt, next(self._ids))
 
 
-_STATE: web.AppKey[ServerState] = web.AppKey("chatprovider.devserver.state", ServerState)
+_STATE: web.AppKey[ServerState] = web.AppKey("chatprovider_tools.devserver.state", ServerState)
 _CURRENT: contextvars.ContextVar[tuple[RecordedRequest, Behaviour]] = contextvars.ContextVar(
-    "chatprovider.devserver.current"
+    "chatprovider_tools.devserver.current"
 )
 """Journal entry and behaviour snapshot of the request handled by the current task."""
 

@@ -4,8 +4,8 @@ It plays the part controller-runtime's envtest plays for Go operators: real proc
 no Docker. See :class:`ControlPlane`.
 """
 
-from chatprovider.controlplane.binaries import Binaries, BinariesNotFound, find_binaries
-from chatprovider.controlplane.plane import ControlPlane, ControlPlaneError
+from chatprovider_tools.controlplane.binaries import Binaries, BinariesNotFound, find_binaries
+from chatprovider_tools.controlplane.plane import ControlPlane, ControlPlaneError
 
 __all__ = [
     "Binaries",

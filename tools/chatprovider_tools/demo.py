@@ -17,12 +17,12 @@ from chatprovider.api.crd import render
 from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.run import embedded_relay, serve
 from chatprovider.controller.app import OperatorApp
-from chatprovider.controlplane import BinariesNotFound, ControlPlane, ControlPlaneError
-from chatprovider.controlplane.plane import free_port
-from chatprovider.devserver import DevServer
 from chatprovider.logs import setup_logging
 from chatprovider.relay import AuthMode, RelaySettings
 from chatprovider.settings import OperatorSettings
+from chatprovider_tools.controlplane import BinariesNotFound, ControlPlane, ControlPlaneError
+from chatprovider_tools.controlplane.plane import free_port
+from chatprovider_tools.devserver import DevServer
 
 __all__ = ["up"]
 
