@@ -137,7 +137,8 @@ async def open_loop(pool: Pool, endpoint: Endpoint, rate: float, duration: float
     if state["remaining"] <= 0:
         finished.set()
     try:
-        await asyncio.wait_for(finished.wait(), grace)
+        async with asyncio.timeout(grace):
+            await finished.wait()
     except TimeoutError:
         pass
     for fut in waits:
@@ -177,7 +178,8 @@ async def streams(pool: Pool, endpoints: list[Endpoint], count: int, ramp: float
         reqs.append(req)
         pool.submit(req)
     try:
-        await asyncio.wait_for(finished.wait(), timeout)
+        async with asyncio.timeout(timeout):
+            await finished.wait()
     except TimeoutError:
         now = loop.time()
         for req in pool.abandon():

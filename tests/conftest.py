@@ -16,10 +16,13 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
+from chatprovider.relay.settings import DEFAULT_TOKEN_AUDIENCE
 from chatprovider_tools.controlplane import BinariesNotFound, ControlPlane, find_binaries
 from chatprovider_tools.controlplane.plane import write_kubeconfig
 
 ROOT = Path(__file__).resolve().parent.parent
+#: The audience of the tokens callers present to the relay (its default setting).
+RELAY_AUDIENCE = DEFAULT_TOKEN_AUDIENCE
 
 pytest_plugins = ["tests.realupstreams"]
 
@@ -97,15 +100,18 @@ def mint_token(k8s: k8s_client.ApiClient) -> TokenMinter:
     """Create the ServiceAccount if needed and return a fresh bound token for it."""
     core = k8s_client.CoreV1Api(k8s)
 
-    def mint(namespace: str, name: str, seconds: int = 3600) -> str:
+    def mint(namespace: str, name: str, seconds: int = 3600, audience: str | None = None) -> str:
+        """``audience``: the token's audience (the relay's is RELAY_AUDIENCE); None: the API
+        server's own (for kubeconfigs)."""
         try:
             core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
         except k8s_client.ApiException as exc:
             if exc.status != 409:
                 raise
-        req = core.create_namespaced_service_account_token(
-            name, namespace, {"spec": {"expirationSeconds": seconds}}
-        )
+        spec: dict[str, object] = {"expirationSeconds": seconds}
+        if audience is not None:
+            spec["audiences"] = [audience]
+        req = core.create_namespaced_service_account_token(name, namespace, {"spec": spec})
         return str(req.status.token)
 
     return mint

@@ -1,4 +1,8 @@
-"""Logging set-up: text or JSON lines, with a last-line-of-defence redaction of bearer tokens.
+"""Logging set-up: text or JSON lines, with a last line of defence that redacts secrets.
+
+Two kinds of redaction: anything after ``Bearer `` (any token, ours or a caller's), and the
+exact values of the Secrets the process has read (:class:`SecretValues`, filled by
+:class:`~chatprovider.kube.objects.ReferencedObjects`), wherever they appear in a line.
 
 A record may carry structured fields as ``extra={"fields": {...}}`` (the relay's access log
 does): JSON output puts them next to the message, text output shows the message only.
@@ -12,31 +16,73 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["JsonFormatter", "RedactingFilter", "setup_logging"]
+__all__ = ["JsonFormatter", "RedactingFilter", "SecretValues", "setup_logging"]
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{4,}")
 _RESERVED = frozenset({"time", "level", "logger", "message", "exception"})
 _EXCEPTIONS = logging.Formatter()
+_MASK = "[REDACTED]"
 
 
-def _redact(text: str) -> str:
-    return _BEARER.sub(r"\1[REDACTED]", text) if "earer" in text else text
+class SecretValues:
+    """The secret strings this process holds (API keys read from Secrets), to mask in logs.
+
+    Values shorter than :attr:`min_length` are not kept: masking a short value would mangle
+    ordinary text and protects little. At most :attr:`limit` values are kept, the oldest
+    dropped first; a rotated-away key stays masked until then."""
+
+    min_length = 8
+    limit = 10_000
+
+    def __init__(self) -> None:
+        self._values: dict[str, None] = {}
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str) -> None:
+        value = value.strip()
+        if len(value) < self.min_length or value in self._values:
+            return
+        self._values[value] = None
+        while len(self._values) > self.limit:
+            del self._values[next(iter(self._values))]
+        self._pattern = None
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def redact(self, text: str) -> str:
+        if not self._values:
+            return text
+        if self._pattern is None:  # longest first, so a value inside another is not half-masked
+            ordered = sorted(self._values, key=len, reverse=True)
+            self._pattern = re.compile("|".join(map(re.escape, ordered)))
+        return self._pattern.sub(_MASK, text)
 
 
 class RedactingFilter(logging.Filter):
-    """Masks ``Bearer <token>`` in every record, its fields included. Nothing should log a key;
-    this makes sure. The message is formatted here, once (the formatter then reuses it)."""
+    """Masks ``Bearer <token>`` and every value of ``secrets`` in every record, its fields and
+    traceback included. Nothing should log a key; this makes sure. The message is formatted
+    here, once (the formatter then reuses it)."""
+
+    def __init__(self, secrets: SecretValues | None = None) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def _redact(self, text: str) -> str:
+        if "earer" in text:
+            text = _BEARER.sub(r"\1" + _MASK, text)
+        return self._secrets.redact(text) if self._secrets is not None else text
 
     def filter(self, record: logging.LogRecord) -> bool:
         try:
-            record.msg, record.args = _redact(record.getMessage()), None
+            record.msg, record.args = self._redact(record.getMessage()), None
         except Exception:  # noqa: BLE001 - a bad format string: the handler reports it
             return True
         if record.exc_info and not record.exc_text:  # formatters reuse exc_text
-            record.exc_text = _redact(_EXCEPTIONS.formatException(record.exc_info))
+            record.exc_text = self._redact(_EXCEPTIONS.formatException(record.exc_info))
         fields: dict[str, Any] | None = getattr(record, "fields", None)
         if fields:
-            record.fields = {k: _redact(v) if isinstance(v, str) else v
+            record.fields = {k: self._redact(v) if isinstance(v, str) else v
                              for k, v in fields.items()}
         return True
 
@@ -57,9 +103,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
+def setup_logging(level: str = "INFO", fmt: str = "text",
+                  secrets: SecretValues | None = None) -> None:
+    """Log to stderr as ``fmt`` (text or json), masking bearer tokens and ``secrets``."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.addFilter(RedactingFilter())
+    handler.addFilter(RedactingFilter(secrets))
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     root = logging.getLogger()

@@ -35,6 +35,10 @@ class OperatorSettings:
     """``text`` or ``json``."""
     log_level: str = "INFO"
     """Python logging level name."""
+    require_secret_label: bool = False
+    """Read only Secrets labelled ``ai.chatprovider.dev/provider-secret=true``; any other is
+    treated exactly as a missing one. Defence in depth for clusters that cannot run the
+    admission policy (docs/security.md)."""
     refresh_annotation: str = "ai.chatprovider.dev/refresh"
     """Changing this annotation's value forces an immediate re-check."""
     watch_server_timeout: int = 240

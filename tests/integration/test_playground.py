@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client as k8s_client
+from tests.conftest import RELAY_AUDIENCE
 from tests.integration.operator_stack import OperatorStack
 
 from chatprovider.registry import Registry
@@ -116,7 +117,8 @@ def rbac_stack(kubeconfig, k8s, kubectl, chatprovider_crd, upstream, mint_token
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                         "name": "use-shared"},
             "subjects": [{"kind": "ServiceAccount", "name": "alice", "namespace": ns}]})
-    tokens = {"alice": mint_token(ns, "alice"), "bob": mint_token(ns, "bob")}
+    tokens = {"alice": mint_token(ns, "alice", audience=RELAY_AUDIENCE),
+              "bob": mint_token(ns, "bob", audience=RELAY_AUDIENCE)}
     settings = RelaySettings(port=0, auth_mode=AuthMode.KUBERNETES, playground=True)
     with OperatorStack(kubeconfig, settings, namespaces=(ns,)) as stack:
         stack.namespace = ns  # type: ignore[attr-defined]

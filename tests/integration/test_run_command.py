@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from tests.conftest import RELAY_AUDIENCE
 
 from chatprovider_tools.controlplane.plane import free_port
 from chatprovider_tools.devserver import DevServer
@@ -77,7 +78,8 @@ def test_run_checks_providers_and_relays_for_authorized_service_accounts(
         kubectl("wait", "--for=condition=Ready", "-n", namespace, "chatprovider/vllm",
                 "--timeout=30s")
 
-        app = openai.OpenAI(base_url=f"{url}/v1", api_key=mint_token(namespace, "app"))
+        app = openai.OpenAI(base_url=f"{url}/v1", api_key=mint_token(namespace, "app",
+                                                                       audience=RELAY_AUDIENCE))
         models = [m.id for m in app.models.list()]
         model = f"{namespace}/vllm/{upstream.models[0]}"
         assert model in models
@@ -90,7 +92,8 @@ def test_run_checks_providers_and_relays_for_authorized_service_accounts(
         assert all(r.headers.get("Authorization") == "Bearer upstream-key"
                    for r in upstream.requests)
 
-        other = openai.OpenAI(base_url=f"{url}/v1", api_key=mint_token(namespace, "other"))
+        other = openai.OpenAI(base_url=f"{url}/v1", api_key=mint_token(namespace, "other",
+                                                                         audience=RELAY_AUDIENCE))
         assert [m.id for m in other.models.list()] == []
         with pytest.raises(openai.PermissionDeniedError):
             other.chat.completions.create(model=model,

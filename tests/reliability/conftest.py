@@ -106,8 +106,10 @@ rules:
     resources: [{group: "", resources: ["secrets", "configmaps"]}]
   - level: None
 """
+#: What the secured cluster takes from the chart: its RBAC, the CRD and the admission policy.
 RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
-              "CustomResourceDefinition"}
+              "CustomResourceDefinition", "ValidatingAdmissionPolicy",
+              "ValidatingAdmissionPolicyBinding"}
 RELEASE_NS = "chatprovider-system"
 
 

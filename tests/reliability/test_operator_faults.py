@@ -18,6 +18,7 @@ from chatprovider.settings import OperatorSettings
 from chatprovider_tools.controlplane import ControlPlane
 from chatprovider_tools.controlplane.plane import write_kubeconfig
 from chatprovider_tools.devserver import DevServer
+from tests.conftest import RELAY_AUDIENCE
 from tests.integration.controller.conftest import OperatorThread, Providers
 
 from .conftest import CRD_DIR
@@ -128,7 +129,8 @@ def test_api_server_and_etcd_restart_under_operator_and_relay(own_plane, kubectl
 
     def token() -> str:
         return str(core.create_namespaced_service_account_token(
-            "app", ns, {"spec": {"expirationSeconds": 3600}}).status.token)
+            "app", ns, {"spec": {"expirationSeconds": 3600, "audiences": [RELAY_AUDIENCE]}})
+                   .status.token)
 
     with DevServer("generic", models=["m"], api_keys={"k1"}) as up:
         providers.put_secret("key", {"apiKey": "k1"})

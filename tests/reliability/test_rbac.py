@@ -12,6 +12,7 @@ import httpx
 from kubernetes import client as k8s_client
 
 from chatprovider_tools.devserver import DevServer
+from tests.conftest import RELAY_AUDIENCE
 from tests.integration.controller.conftest import Providers
 
 from .conftest import RELEASE_NS
@@ -108,9 +109,11 @@ def test_relay_authorization_matrix(secured_cluster, tmp_path, figure) -> None:
                     "name": "chatprovider-user"},
         "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": team}]})
 
-    def token(ns: str, sa: str) -> str:
-        return str(core.create_namespaced_service_account_token(
-            sa, ns, {"spec": {"expirationSeconds": 3600}}).status.token)
+    def token(ns: str, sa: str, audiences: tuple[str, ...] = (RELAY_AUDIENCE,)) -> str:
+        spec = {"expirationSeconds": 3600, "audiences": list(audiences)} if audiences else {
+            "expirationSeconds": 3600}
+        return str(core.create_namespaced_service_account_token(sa, ns, {"spec": spec})
+                   .status.token)
 
     callers = {
         "no token": None,
@@ -118,6 +121,8 @@ def test_relay_authorization_matrix(secured_cluster, tmp_path, figure) -> None:
         "forged token": f"Bearer {_forged_token()}",
         "other namespace's SA, no binding": f"Bearer {token(elsewhere, 'app')}",
         "denied SA (same namespace, no binding)": f"Bearer {token(team, 'stranger')}",
+        "allowed SA, token for the API server": f"Bearer {token(team, 'app', ())}",
+        "allowed SA, token for another audience": f"Bearer {token(team, 'app', ('vault',))}",
         "allowed SA": f"Bearer {token(team, 'app')}",
     }
     expected = {  # (GET /v1/models count, bare id, qualified id)
@@ -126,6 +131,8 @@ def test_relay_authorization_matrix(secured_cluster, tmp_path, figure) -> None:
         "forged token": (401, 401, 401),
         "other namespace's SA, no binding": (0, 404, 403),
         "denied SA (same namespace, no binding)": (0, 404, 403),
+        "allowed SA, token for the API server": (401, 401, 401),
+        "allowed SA, token for another audience": (401, 401, 401),
         "allowed SA": (1, 200, 200),
     }
     providers = Providers(api, team)

@@ -58,6 +58,29 @@ LITERALS = [
     ("alibaba", "http://100.100.100.200/v1", "EgressDenied", "egress_denied"),
     ("oracle", "http://192.0.0.192/v1", "EgressDenied", "egress_denied"),
     ("denied-cidr", f"http://{TRAP_IP}:{{port}}/v1", "EgressDenied", "egress_denied"),
+    # IPv6 forms that embed an IPv4 address for a tunnel or a translator to deliver to
+    ("ipv4-translated", "http://[::ffff:0:a9fe:a9fe]/v1", "EgressDenied", "egress_denied"),
+    ("6to4", "http://[2002:a9fe:a9fe::1]/v1", "EgressDenied", "egress_denied"),
+    ("6to4-internal", "http://[2002:7f00:2::1]:{port}/v1", "EgressDenied", "egress_denied"),
+    ("teredo-server", "http://[2001:0:a9fe:a9fe::1]/v1", "EgressDenied", "egress_denied"),
+    ("teredo-client-internal", "http://[2001:0:4136:e378:8000:63bf:80ff:fffd]:{port}/v1",
+     "EgressDenied", "egress_denied"),
+    ("nat64-internal", "http://[64:ff9b::7f00:2]:{port}/v1", "EgressDenied", "egress_denied"),
+    ("nat64-local-96", "http://[64:ff9b:1::a9fe:a9fe]/v1", "EgressDenied", "egress_denied"),
+    ("nat64-local-48", "http://[64:ff9b:1:a9fe:a9:fe00::]/v1", "EgressDenied",
+     "egress_denied"),
+    ("isatap-internal", "http://[2001:db8::5efe:7f00:2]:{port}/v1", "EgressDenied",
+     "egress_denied"),
+]
+#: Proxies (spec.proxy.url) in front of an allowed endpoint that must each be refused: the
+#: proxy would receive the request and the provider's key. (label, proxy URL)
+PROXIES = [
+    ("proxy-denied-cidr", f"http://{TRAP_IP}:{{port}}"),
+    ("proxy-metadata", "http://169.254.169.254"),
+    ("proxy-ipv4-mapped", f"http://[::ffff:{TRAP_IP}]:{{port}}"),
+    ("proxy-6to4", "http://[2002:a9fe:a9fe::1]:3128"),
+    ("proxy-dns-internal", "http://internal.ssrf.test:{port}"),
+    ("proxy-dns-metadata", "http://metadata.ssrf.test:3128"),
 ]
 #: DNS names (stub) resolving to forbidden addresses.
 NAMES = {
@@ -137,6 +160,12 @@ def corpus(upstream: DevServer) -> list[tuple[str, str, str, str | None]]:
     return rows
 
 
+def proxied(upstream: DevServer) -> list[tuple[str, dict[str, Any]]]:
+    """(label, spec) for every hostile proxy in front of the (allowed) upstream."""
+    return [(label, {"endpoint": upstream.url, "proxy": {"url": url.format(port=upstream.port)}})
+            for label, url in PROXIES]
+
+
 def test_operator_refuses_every_hostile_endpoint(kubeconfig, providers, upstream, trap,
                                                  figure) -> None:
     dns = StubDNS({k: list(v) for k, v in NAMES.items()})
@@ -157,6 +186,9 @@ def test_operator_refuses_every_hostile_endpoint(kubeconfig, providers, upstream
             name = f"p{i}"
             names[name] = (label, reason)
             providers.create(name, {"endpoint": endpoint})
+        for i, (label, spec) in enumerate(proxied(upstream)):
+            names[f"x{i}"] = (label, "EgressDenied")
+            providers.create(f"x{i}", spec)
         providers.create("good", {"endpoint": f"http://good.ssrf.test:{upstream.port}/v1"})
         providers.create("mixed", {"endpoint": f"http://mixed.ssrf.test:{upstream.port}/v1"})
         started = time.monotonic()
@@ -179,9 +211,9 @@ def test_operator_refuses_every_hostile_endpoint(kubeconfig, providers, upstream
         by_reason[reason] = by_reason.get(reason, 0) + 1
     counts = ", ".join(f"{v} {k}" for k, v in sorted(by_reason.items()))
     figure("SSRF corpus through the operator",
-           f"{len(names)} hostile endpoints refused ({counts}) in {took:.1f} s; 0 connections "
-           "to the internal listener; a name resolving to a denied and an allowed address used "
-           "only the allowed one")
+           f"{len(names)} hostile endpoints and proxies refused ({counts}) in {took:.1f} s; 0 "
+           "connections to the internal listener; a name resolving to a denied and an allowed "
+           "address used only the allowed one")
 
 
 def test_relay_refuses_every_hostile_endpoint(kubeconfig, upstream, trap, figure) -> None:
@@ -202,6 +234,10 @@ def test_relay_refuses_every_hostile_endpoint(kubeconfig, upstream, trap, figure
                                     timeouts={"connect": "1s", "request": "2s"}))
         relay.add(provider_body("ssrf", "mixed", f"http://mixed.ssrf.test:{upstream.port}/v1",
                                 ["mixed-m"]))
+        for i, (_, spec) in enumerate(proxied(upstream)):
+            relay.add(provider_body("ssrf", f"x{i}", spec["endpoint"], [f"x{i}"],
+                                    proxy=spec["proxy"],
+                                    timeouts={"connect": "1s", "request": "2s"}))
         for i, (label, _, _, code) in enumerate(rows):
             resp = httpx.post(f"{relay.url}/chat/completions", timeout=10,
                               json={"model": f"m{i}", "messages": MSG})
@@ -211,6 +247,11 @@ def test_relay_refuses_every_hostile_endpoint(kubeconfig, upstream, trap, figure
                 assert (resp.status_code, error["code"]) == (503, "provider_not_ready"), label
             else:
                 assert (resp.status_code, error["code"]) == (502, code), (label, resp.text)
+        for i, (label, _) in enumerate(proxied(upstream)):
+            resp = httpx.post(f"{relay.url}/chat/completions", timeout=10,
+                              json={"model": f"x{i}", "messages": MSG})
+            results[label] = (resp.status_code, resp.json()["error"]["code"])
+            assert results[label] == (502, "egress_denied"), (label, resp.text)
         ok = httpx.post(f"{relay.url}/chat/completions", timeout=10,
                         json={"model": "mixed-m", "messages": MSG})
         assert ok.status_code == 200, ok.text
@@ -221,7 +262,7 @@ def test_relay_refuses_every_hostile_endpoint(kubeconfig, upstream, trap, figure
     assert trap.hits == 0
     statuses = sorted({f"{s} {c}" for s, c in results.values()})
     figure("SSRF corpus through the relay",
-           f"{len(results)} hostile endpoints answered {' / '.join(statuses)}; "
+           f"{len(results)} hostile endpoints and proxies answered {' / '.join(statuses)}; "
            "0 connections to the internal listener")
 
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatprovider.logs import JsonFormatter, RedactingFilter
+from chatprovider.logs import JsonFormatter, RedactingFilter, SecretValues
 
 TOKEN = "sk-canary-0123456789abcdef"
 
@@ -83,3 +83,38 @@ def test_a_bad_format_string_does_not_raise_in_the_filter() -> None:
     record = logging.LogRecord("x", logging.INFO, __file__, 1, "%d", ("not a number",), None)
     assert RedactingFilter().filter(record)  # left for the handler's handleError to report
     assert record.args == ("not a number",)
+
+
+def test_the_exact_values_of_secrets_read_are_masked_wherever_they_appear() -> None:
+    secrets = SecretValues()
+    secrets.add("plain-key-without-bearer-1")
+    secrets.add("short")  # too short to mask safely: kept out
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter(secrets))
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("chatprovider.test-secret-values")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    try:
+        logger.warning("upstream said key=%s", "plain-key-without-bearer-1",
+                       extra={"fields": {"echo": "x-api-key: plain-key-without-bearer-1"}})
+    finally:
+        logger.handlers.clear()
+    text = out.getvalue()
+    assert "plain-key-without-bearer-1" not in text
+    entry = json.loads(text)
+    assert entry["message"] == "upstream said key=[REDACTED]"
+    assert entry["echo"] == "x-api-key: [REDACTED]"
+    assert len(secrets) == 1
+
+
+def test_the_longest_secret_is_masked_whole_and_the_oldest_is_dropped_past_the_limit() -> None:
+    secrets = SecretValues()
+    secrets.limit = 2
+    secrets.add("abcdefgh")
+    secrets.add("abcdefgh-longer")
+    assert secrets.redact("k=abcdefgh-longer") == "k=[REDACTED]"
+    secrets.add("third-value")
+    assert secrets.redact("abcdefgh") == "abcdefgh"  # the oldest was dropped
+    assert secrets.redact("third-value abcdefgh-longer") == "[REDACTED] [REDACTED]"

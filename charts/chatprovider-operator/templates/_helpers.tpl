@@ -128,6 +128,12 @@ app.kubernetes.io/component: {{ index . 1 }}
   value: {{ .Values.relay.port | quote }}
 - name: CHATPROVIDER_RELAY_AUTH
   value: {{ .Values.relay.auth | quote }}
+- name: CHATPROVIDER_RELAY_TOKEN_AUDIENCES
+  value: {{ join "," .Values.relay.tokenAudiences | quote }}
+- name: CHATPROVIDER_RELAY_MAX_STREAM_DURATION
+  value: {{ .Values.relay.maxStreamDurationSeconds | quote }}
+- name: CHATPROVIDER_REQUIRE_SECRET_LABEL
+  value: {{ .Values.requireSecretLabel | quote }}
 {{- end }}
 
 {{/* RBAC rules ------------------------------------------------------------------------------ */}}

@@ -51,6 +51,12 @@ def kube_options(f: F) -> F:
                      show_envvar=True,
                      show_default=True, help="Log level.", type=click.Choice(
                          ["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+        click.option("--require-secret-label/--no-require-secret-label", default=False,
+                     envvar="CHATPROVIDER_REQUIRE_SECRET_LABEL", show_envvar=True,
+                     show_default=True,
+                     help="Read only Secrets labelled ai.chatprovider.dev/provider-secret=true; "
+                          "any other is treated as missing (defence in depth where the "
+                          "admission policy cannot run; see docs/security.md)."),
         click.option("--log-format", default="text", envvar="CHATPROVIDER_LOG_FORMAT",
                      show_envvar=True,
                      show_default=True, help="text, or json for one JSON object per line.",
@@ -78,6 +84,17 @@ def relay_options(f: F) -> F:
                      help="kubernetes: callers present ServiceAccount tokens, checked with "
                           "TokenReview and authorized with SubjectAccessReview (verb 'use' on "
                           "chatproviders). none: anyone may call (local demo only)."),
+        click.option("--relay-token-audience", "relay_token_audiences", multiple=True,
+                     default=("chatprovider-relay",), envvar="CHATPROVIDER_RELAY_TOKEN_AUDIENCES",
+                     show_envvar=True, show_default=True,
+                     help="Audience a caller's token must be issued for (repeat or "
+                          "comma-separate; an empty value accepts the API server's own "
+                          "audiences, not recommended)."),
+        click.option("--relay-max-stream-duration", default=0.0, type=click.FloatRange(0),
+                     envvar="CHATPROVIDER_RELAY_MAX_STREAM_DURATION", show_envvar=True,
+                     show_default=True, metavar="SECONDS",
+                     help="End a streamed answer after this long with an error event "
+                          "(0: no limit)."),
     ]):
         f = option(f)
     return f
@@ -90,5 +107,9 @@ def egress_policy(allow: tuple[str, ...], deny: tuple[str, ...]) -> EgressPolicy
         raise click.BadParameter(str(exc)) from exc
 
 
-def relay_settings(host: str, port: int, auth: str, playground: bool = False) -> RelaySettings:
-    return RelaySettings(host=host, port=port, auth_mode=AuthMode(auth), playground=playground)
+def relay_settings(host: str, port: int, auth: str, playground: bool = False,
+                   token_audiences: tuple[str, ...] = ("chatprovider-relay",),
+                   max_stream_duration: float = 0.0) -> RelaySettings:
+    return RelaySettings(host=host, port=port, auth_mode=AuthMode(auth), playground=playground,
+                         token_audiences=split(token_audiences),
+                         max_stream_duration=max_stream_duration)

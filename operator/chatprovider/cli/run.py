@@ -23,7 +23,7 @@ from chatprovider.controller.handlers import build_kopf_registry
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
-from chatprovider.logs import setup_logging
+from chatprovider.logs import SecretValues, setup_logging
 from chatprovider.registry import Registry
 from chatprovider.relay import Relay, RelaySettings
 from chatprovider.settings import OperatorSettings
@@ -82,21 +82,27 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]], event_loop: str = "u
               show_envvar=True, help="Port of the operator's /healthz "
               "(0 disables it).")
 def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
-        egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
-        relay_port: int, relay_playground: bool, relay_auth: str, with_relay: bool,
-        event_loop: str, workers: int, health_port: int) -> None:
+        egress_deny: tuple[str, ...], require_secret_label: bool, log_level: str,
+        log_format: str, relay_host: str, relay_port: int, relay_playground: bool,
+        relay_auth: str, relay_token_audiences: tuple[str, ...],
+        relay_max_stream_duration: float, with_relay: bool, event_loop: str, workers: int,
+        health_port: int) -> None:
     """Run the operator: watch ChatProviders, check their endpoints, write status and Events;
     with the relay embedded unless --no-relay."""
     from chatprovider.cli.options import split
 
-    setup_logging(log_level, log_format)
+    secret_values = SecretValues()
+    setup_logging(log_level, log_format, secret_values)
     settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
                                 egress=egress_policy(egress_allow, egress_deny),
-                                workers=workers, log_format=log_format, log_level=log_level)
+                                workers=workers, log_format=log_format, log_level=log_level,
+                                require_secret_label=require_secret_label)
     starter = embedded_relay(relay_settings(relay_host, relay_port, relay_auth,
-                                            relay_playground)) \
+                                            relay_playground, relay_token_audiences,
+                                            relay_max_stream_duration)) \
         if with_relay else None
-    app = OperatorApp(settings, relay=starter, liveness_port=health_port or None)
+    app = OperatorApp(settings, relay=starter, liveness_port=health_port or None,
+                      secret_values=secret_values)
     serve(app.run, event_loop)
 
 
@@ -105,23 +111,30 @@ def run(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple
 @relay_options
 @event_loop_option
 def relay(kubeconfig: str | None, namespaces: tuple[str, ...], egress_allow: tuple[str, ...],
-          egress_deny: tuple[str, ...], log_level: str, log_format: str, relay_host: str,
-          relay_port: int, relay_playground: bool, relay_auth: str, event_loop: str) -> None:
+          egress_deny: tuple[str, ...], require_secret_label: bool, log_level: str,
+          log_format: str, relay_host: str, relay_port: int, relay_playground: bool,
+          relay_auth: str, relay_token_audiences: tuple[str, ...],
+          relay_max_stream_duration: float, event_loop: str) -> None:
     """Run the relay alone (a horizontally scalable Deployment): it only reads ChatProviders
     and the Secrets they reference; every replica is active."""
     from chatprovider.cli.options import split
 
-    setup_logging(log_level, log_format)
+    secret_values = SecretValues()
+    setup_logging(log_level, log_format, secret_values)
     settings = OperatorSettings(namespaces=split(namespaces), kubeconfig=kubeconfig,
-                                egress=egress_policy(egress_allow, egress_deny))
-    rsettings = relay_settings(relay_host, relay_port, relay_auth, relay_playground)
+                                egress=egress_policy(egress_allow, egress_deny),
+                                require_secret_label=require_secret_label)
+    rsettings = relay_settings(relay_host, relay_port, relay_auth, relay_playground,
+                               relay_token_audiences, relay_max_stream_duration)
 
     async def main(stop: asyncio.Event) -> None:
         config = KubeConfig.load(kubeconfig)
         kube = KubeClient(config)
         transports = Transports(settings.egress)
         registry = Registry()
-        objects = ReferencedObjects(kube, watch_timeout=settings.watch_server_timeout)
+        objects = ReferencedObjects(kube, watch_timeout=settings.watch_server_timeout,
+                                    secret_values=secret_values,
+                                    require_secret_label=settings.require_secret_label)
         feed = Feed(registry, objects)
 
         def observe(event_type: str, body: Mapping[str, Any]) -> None:

@@ -19,6 +19,7 @@ from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
+from chatprovider.logs import SecretValues
 from chatprovider.registry import ObjectRef, Registry
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
@@ -52,13 +53,16 @@ class OperatorApp:
 
     def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None,
                  liveness_port: int | None = None, *,
-                 transports: Callable[[EgressPolicy], Transports] = Transports) -> None:
+                 transports: Callable[[EgressPolicy], Transports] = Transports,
+                 secret_values: SecretValues | None = None) -> None:
         """``transports`` builds the upstream connection pools (tests pass one with a stub name
-        resolver)."""
+        resolver); ``secret_values`` collects the values of the Secrets read, for the log
+        filter to mask."""
         self.settings = settings
         self._relay = relay
         self._transports = transports
         self._liveness_port = liveness_port
+        self._secret_values = secret_values
         self.reconciler: Reconciler | None = None
         self.registry = Registry()
 
@@ -67,7 +71,9 @@ class OperatorApp:
         kube = KubeClient(config)
         transports = self._transports(self.settings.egress)
         objects = ReferencedObjects(kube, on_change=self._object_changed,
-                                    watch_timeout=self.settings.watch_server_timeout)
+                                    watch_timeout=self.settings.watch_server_timeout,
+                                    secret_values=self._secret_values,
+                                    require_secret_label=self.settings.require_secret_label)
         recorder = EventRecorder(kube, instance=socket.gethostname())
         self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),
                                      transports, recorder)

@@ -12,7 +12,7 @@ import asyncio
 import json
 import ssl
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,11 +36,11 @@ _MAX_REDIRECTS = 3
 
 @dataclass(frozen=True)
 class ProbeRequest:
-    """What to probe. ``api_key`` is secret."""
+    """What to probe. ``api_key`` is secret: it is in no repr."""
 
     spec: ChatProviderSpec
-    api_key: str | None
-    ca_pem: bytes | None
+    api_key: str | None = field(repr=False)
+    ca_pem: bytes | None = field(repr=False)
     references: tuple[Reason, str]
 
 
@@ -88,7 +88,7 @@ class _Caller:
                  ) -> None:
         self.session, self.transports, self.endpoint = session, transports, endpoint
         self.headers, self.timeout, self.body_limit = headers, timeout, body_limit
-        self.proxy = profile.proxy
+        self.profile = profile
 
     async def models(self) -> CallOutcome:
         outcome, payload = await self._call("GET", self.endpoint.models_url, None)
@@ -116,7 +116,7 @@ class _Caller:
         try:
             for _ in range(_MAX_REDIRECTS + 1):
                 host = urlsplit(url).hostname or ""
-                self.transports.check_literal_host(host)
+                self.transports.check_destination(host, self.profile)
                 async with self.session.request(
                     method, url, json=body, headers=self.headers, timeout=self.timeout,
                     allow_redirects=False,

@@ -151,7 +151,8 @@ class Reconciler:
             timeout = (self._heap[0][0] - time.monotonic()) if self._heap else None
             self._wake.clear()
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
 

@@ -6,7 +6,11 @@ import ssl
 from dataclasses import dataclass, field
 
 from chatprovider.domain.conditions import Reason
-from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.kube.objects import (
+    SECRET_OPT_IN_LABEL,
+    SECRET_OPT_IN_VALUE,
+    ReferencedObjects,
+)
 from chatprovider.registry import ObjectRef, ProviderView
 
 __all__ = ["Resolved", "resolve_references"]
@@ -27,6 +31,15 @@ class Resolved:
         return self.reason in (Reason.SECRET_RESOLVED, Reason.NO_SECRET_REQUIRED)
 
 
+def _missing(kind: str, name: str, ns: str, objects: ReferencedObjects, what: str = "") -> str:
+    """'not found' worded the same whether the object is missing or (in opt-in mode) not
+    labelled, so that the message tells nothing the provider's author could not read."""
+    where = f"{kind} {name!r}{what} not found in namespace {ns!r}"
+    if kind == "Secret" and objects.require_secret_label:
+        where += f" (or not labelled {SECRET_OPT_IN_LABEL}={SECRET_OPT_IN_VALUE})"
+    return where
+
+
 async def resolve_references(view: ProviderView, objects: ReferencedObjects) -> Resolved:
     spec, ns = view.spec, view.ref.namespace
     ca_pem: bytes | None = None
@@ -40,7 +53,8 @@ async def resolve_references(view: ProviderView, objects: ReferencedObjects) -> 
         if not snap.exists:
             if snap.error == "forbidden":
                 return Resolved(Reason.SECRET_FORBIDDEN, f"the operator may not read {where}")
-            return Resolved(Reason.CA_BUNDLE_NOT_FOUND, f"{where} (CA bundle) not found")
+            return Resolved(Reason.CA_BUNDLE_NOT_FOUND,
+                            _missing(kind, sel.name, ns, objects, " (CA bundle)"))
         if sel.key not in snap.data:
             return Resolved(Reason.CA_BUNDLE_KEY_MISSING, f"{where} has no key {sel.key!r}")
         ca_pem = snap.data[sel.key]
@@ -57,7 +71,8 @@ async def resolve_references(view: ProviderView, objects: ReferencedObjects) -> 
         if snap.error == "forbidden":
             return Resolved(Reason.SECRET_FORBIDDEN, f"the operator may not read Secret "
                             f"{ref.name!r} (check its RBAC)", ca_pem=ca_pem)
-        return Resolved(Reason.SECRET_NOT_FOUND, f"Secret {ref.name!r} not found", ca_pem=ca_pem)
+        return Resolved(Reason.SECRET_NOT_FOUND, _missing("Secret", ref.name, ns, objects),
+                        ca_pem=ca_pem)
     if ref.key not in snap.data:
         return Resolved(Reason.SECRET_KEY_MISSING,
                         f"Secret {ref.name!r} has no key {ref.key!r}", ca_pem=ca_pem)

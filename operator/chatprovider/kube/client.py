@@ -96,6 +96,10 @@ class KubeClient:
     async def create(self, path: str, body: JSON) -> JSON:
         return await self.request("POST", path, body=body)
 
+    async def replace(self, path: str, body: JSON) -> JSON:
+        """PUT: with ``metadata.resourceVersion`` set, a compare-and-swap (409 if stale)."""
+        return await self.request("PUT", path, body=body)
+
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body=body,
                                   content_type="application/merge-patch+json")

@@ -13,15 +13,21 @@ import logging
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from chatprovider.kube.client import ApiError, KubeClient
+from chatprovider.logs import SecretValues
 from chatprovider.registry import ObjectRef, ProviderRef
 
-__all__ = ["ObjectSnapshot", "ReferencedObjects"]
+__all__ = ["SECRET_OPT_IN_LABEL", "SECRET_OPT_IN_VALUE", "ObjectSnapshot", "ReferencedObjects"]
 
 log = logging.getLogger(__name__)
 
 _PATHS = {"Secret": "secrets", "ConfigMap": "configmaps"}
+#: With ``require_secret_label``, only Secrets labelled so are read (defence in depth for
+#: clusters that cannot run the admission policy; see docs/security.md).
+SECRET_OPT_IN_LABEL = "ai.chatprovider.dev/provider-secret"
+SECRET_OPT_IN_VALUE = "true"
 
 
 @dataclass(frozen=True)
@@ -58,10 +64,17 @@ class ReferencedObjects:
     """Tracks which providers reference which objects, watches each object while referenced."""
 
     def __init__(self, client: KubeClient, on_change: Callback | None = None, *,
-                 watch_timeout: int = 300) -> None:
+                 watch_timeout: int = 300, secret_values: SecretValues | None = None,
+                 require_secret_label: bool = False) -> None:
         """``watch_timeout``: the API server ends each watch after this many seconds; a watch
-        silent for longer (plus a margin) is presumed dead and re-established."""
+        silent for longer (plus a margin) is presumed dead and re-established.
+        ``secret_values``: every value read from a Secret is added to it (the log filter masks
+        them). ``require_secret_label``: a Secret without the label
+        :data:`SECRET_OPT_IN_LABEL` = ``true`` is treated exactly as a missing one (its data is
+        not kept)."""
+        self.require_secret_label = require_secret_label
         self._client = client
+        self._secret_values = secret_values
         self._on_change = on_change
         self._watch_timeout = watch_timeout
         self._owners: dict[ObjectRef, set[ProviderRef]] = {}
@@ -116,7 +129,8 @@ class ReferencedObjects:
         ready = self._ready.get(ref)
         if ready is not None:
             try:
-                await asyncio.wait_for(ready.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await ready.wait()
             except TimeoutError:
                 pass
             snap = self._snapshots.get(ref)
@@ -134,11 +148,30 @@ class ReferencedObjects:
             if exc.forbidden:
                 return ObjectSnapshot(ref, exists=False, error="forbidden")
             raise
+        snap = self._snapshot(ref, obj)
+        self._remember_secret_values(snap)
+        return snap
+
+    def _snapshot(self, ref: ObjectRef, obj: dict[str, Any]) -> ObjectSnapshot:
+        """The snapshot of an object read from the API server (opt-in label applied)."""
         meta = obj.get("metadata") or {}
+        if self.require_secret_label and ref.kind == "Secret" and \
+                (meta.get("labels") or {}).get(SECRET_OPT_IN_LABEL) != SECRET_OPT_IN_VALUE:
+            return ObjectSnapshot(ref, exists=False)
         return ObjectSnapshot(ref, True, _decode(ref.kind, obj), str(meta.get("resourceVersion")))
 
     # -- the watch loop -----------------------------------------------------------------------
+    def _remember_secret_values(self, snap: ObjectSnapshot) -> None:
+        if self._secret_values is None or snap.ref.kind != "Secret":
+            return
+        for value in snap.data.values():
+            try:
+                self._secret_values.add(value.decode("utf-8"))
+            except UnicodeDecodeError:
+                continue
+
     def _store(self, ref: ObjectRef, snap: ObjectSnapshot) -> None:
+        self._remember_secret_values(snap)
         old = self._snapshots.get(ref)
         self._snapshots[ref] = snap
         ready = self._ready.get(ref)
@@ -159,8 +192,7 @@ class ReferencedObjects:
                 listing = await self._client.get(path, params=selector)
                 items = listing.get("items") or []
                 if items:
-                    rv = str(items[0]["metadata"]["resourceVersion"])
-                    self._store(ref, ObjectSnapshot(ref, True, _decode(ref.kind, items[0]), rv))
+                    self._store(ref, self._snapshot(ref, items[0]))
                 else:
                     self._store(ref, ObjectSnapshot(ref, exists=False))
                 version = str((listing.get("metadata") or {}).get("resourceVersion", ""))
@@ -174,8 +206,7 @@ class ReferencedObjects:
                     if event.type == "DELETED":
                         self._store(ref, ObjectSnapshot(ref, exists=False))
                     else:
-                        rv = str(obj["metadata"]["resourceVersion"])
-                        self._store(ref, ObjectSnapshot(ref, True, _decode(ref.kind, obj), rv))
+                        self._store(ref, self._snapshot(ref, obj))
             except asyncio.CancelledError:
                 raise
             except ApiError as exc:

@@ -1,10 +1,12 @@
 """Who is calling, and which providers they may use.
 
-``kubernetes`` mode: the bearer token is checked with a TokenReview, each provider with a
-SubjectAccessReview (verb ``use``, group ``ai.chatprovider.dev``, resource ``chatproviders``,
-the provider's namespace and name, with the caller's user, uid, groups and extra). Answers are
-cached briefly (:class:`~chatprovider.relay.cache.TTLCache`), tokens by their SHA-256 only.
-``none`` mode: every caller is anonymous and may use everything.
+``kubernetes`` mode: the bearer token is checked with a TokenReview for the relay's own
+audiences (the review's ``status.audiences`` must name one of them, so a token valid against the
+API server is refused and the relay never holds one), each provider with a SubjectAccessReview
+(verb ``use``, group ``ai.chatprovider.dev``, resource ``chatproviders``, the provider's namespace
+and name, with the caller's user, uid, groups and extra). Answers are cached briefly
+(:class:`~chatprovider.relay.cache.TTLCache`), tokens by their SHA-256 only and never past the
+token's ``exp``. ``none`` mode: every caller is anonymous and may use everything.
 
 Failures of the API server are 503s, never 401s: a caller is refused only when the API server
 said so.
@@ -13,8 +15,12 @@ said so.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
+import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -26,14 +32,15 @@ from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.relay.cache import TTLCache
 from chatprovider.relay.settings import RelaySettings
 
-__all__ = ["Access", "Caller", "KubernetesAccess", "OpenAccess"]
+__all__ = ["Access", "Caller", "KubernetesAccess", "OpenAccess", "token_answer_ttl",
+           "token_expiry"]
 
 log = logging.getLogger(__name__)
 
 _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 _CONCURRENT_REVIEWS = 16
-_REFUSAL_TTL = 2.0  # seconds a SubjectAccessReview refusal is cached
+_REFUSAL_TTL = 2.0  # seconds a refusal (TokenReview or SubjectAccessReview) is cached
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class Caller:
     uid: str = ""
     groups: tuple[str, ...] = ()
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    expires_at: float | None = None
+    """The token's ``exp`` (seconds since the epoch), when it is a JWT that has one."""
 
     @property
     def cache_key(self) -> str:
@@ -84,6 +93,31 @@ def _unauthorized(message: str) -> OpenAIError:
                        headers={"WWW-Authenticate": 'Bearer realm="chatprovider-relay"'})
 
 
+def token_expiry(token: str) -> float | None:
+    """The ``exp`` claim of a JWT, read without verifying it (the TokenReview verified the
+    token; this only bounds how long its answer is reused). None for other tokens."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, binascii.Error):
+        return None
+    exp = claims.get("exp") if isinstance(claims, dict) else None
+    return float(exp) if isinstance(exp, int | float) and not isinstance(exp, bool) else None
+
+
+def token_answer_ttl(caller: Caller | None, ttl: float, now: float) -> float:
+    """How long a TokenReview answer is reused: a refusal briefly (a ServiceAccount created a
+    moment later works within seconds), an acceptance at most ``ttl`` and never past the
+    token's expiry."""
+    if caller is None:
+        return min(ttl, _REFUSAL_TTL)
+    if caller.expires_at is None:
+        return ttl
+    return max(0.0, min(ttl, caller.expires_at - now))
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header; raises a 401 without one."""
     if not authorization:
@@ -104,6 +138,7 @@ class KubernetesAccess:
         self._audiences = list(settings.token_audiences)
         self._tokens: TTLCache[str, Caller | None] = TTLCache(
             settings.token_cache_ttl, settings.auth_cache_size)
+        self._token_ttl = settings.token_cache_ttl
         self._access: TTLCache[tuple[str, ProviderKey], bool] = TTLCache(
             settings.access_cache_ttl, settings.auth_cache_size)
         self._reviews = asyncio.Semaphore(_CONCURRENT_REVIEWS)
@@ -115,9 +150,13 @@ class KubernetesAccess:
     async def authenticate(self, authorization: str | None) -> Caller:
         token = bearer_token(authorization)
         digest = hashlib.sha256(token.encode()).hexdigest()
-        caller = await self._tokens.get(digest, lambda: self._review_token(token))
+        caller = await self._tokens.get(digest, lambda: self._review_token(token),
+                                        ttl=lambda answer: token_answer_ttl(
+                                            answer, self._token_ttl, time.time()))
         if caller is None:
-            raise _unauthorized("the bearer token is not valid")
+            raise _unauthorized("the bearer token is not valid for this relay")
+        if caller.expires_at is not None and caller.expires_at <= time.time():
+            raise _unauthorized("the bearer token has expired")
         return caller
 
     async def _review_token(self, token: str) -> Caller | None:
@@ -129,11 +168,16 @@ class KubernetesAccess:
         status = answer.get("status") or {}
         if not status.get("authenticated"):
             return None
+        if self._audiences and not set(self._audiences) & set(status.get("audiences") or ()):
+            log.warning("TokenReview authenticated a token for none of the relay's audiences; "
+                        "refused")
+            return None
         user = status.get("user") or {}
         extra = {str(k): tuple(str(x) for x in v or ())
                  for k, v in (user.get("extra") or {}).items()}
         return Caller(str(user.get("username", "")), str(user.get("uid", "")),
-                      tuple(str(g) for g in user.get("groups") or ()), extra)
+                      tuple(str(g) for g in user.get("groups") or ()), extra,
+                      expires_at=token_expiry(token))
 
     async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
                       ) -> dict[ProviderKey, bool]:

@@ -67,7 +67,7 @@ class Forwarder:
         timeout = aiohttp.ClientTimeout(total=None, connect=None, sock_connect=target.connect,
                                         sock_read=None)
         try:
-            self._transports.check_literal_host(target.host)
+            self._transports.check_destination(target.host, target.profile)
             session = self._transports.session(target.profile)
             async with asyncio.timeout(target.connect + target.first_byte):
                 return await session.post(target.url, data=body, headers=list(headers),

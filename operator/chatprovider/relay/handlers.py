@@ -18,9 +18,10 @@ from chatprovider.relay.auth import Access, Caller
 from chatprovider.relay.catalog import CatalogCache
 from chatprovider.relay.exchange import Exchange, exchange_of
 from chatprovider.relay.forwarder import Forwarder
+from chatprovider.relay.guard import StreamGuard
 from chatprovider.relay.limiter import ProviderLimiter
 from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
-from chatprovider.relay.settings import BareModelPolicy, RelaySettings
+from chatprovider.relay.settings import AuthMode, BareModelPolicy, RelaySettings
 from chatprovider.relay.streaming import relay_stream
 from chatprovider.relay.target import Operation, Target, Targets
 
@@ -129,7 +130,7 @@ class Handlers:
                 resp = await self._forwarder.open(target, body.with_model(chosen.model), headers)
                 ok = False
                 try:
-                    response = await self._respond(request, resp, target, exchange)
+                    response = await self._respond(request, resp, target, exchange, key)
                     ok = True
                     return response
                 finally:
@@ -141,12 +142,30 @@ class Handlers:
                 in_flight.dec()
 
     async def _respond(self, request: web.Request, resp: aiohttp.ClientResponse,
-                       target: Target, exchange: Exchange) -> web.StreamResponse:
+                       target: Target, exchange: Exchange, key: ProviderKey
+                       ) -> web.StreamResponse:
         if exchange.stream and resp.status < 300 and resp.content_type == "text/event-stream":
             return await relay_stream(request, resp, target, exchange,
-                                      self._settings.keepalive_interval)
+                                      self._settings.keepalive_interval,
+                                      self._guard(request, exchange, key))
         return await relay_answer(request, resp, target, exchange,
                                   self._settings.max_response_bytes)
+
+    def _guard(self, request: web.Request, exchange: Exchange, key: ProviderKey) -> StreamGuard:
+        """The limits of one stream: its maximum duration, and (in kubernetes auth mode) the
+        caller's token and right to use ``key`` checked again every access-cache TTL."""
+        s = self._settings
+        authorization = request.headers.get("Authorization")
+
+        async def recheck() -> None:
+            caller = await self._access.authenticate(authorization)
+            if not (await self._access.allowed(caller, (key,))).get(key, False):
+                raise OpenAIError(403, f"you may no longer use provider {key}",
+                                  code="access_revoked")
+
+        checks = s.auth_mode is AuthMode.KUBERNETES
+        return StreamGuard(exchange.started, recheck=recheck if checks else None,
+                           interval=s.access_cache_ttl, max_duration=s.max_stream_duration)
 
     # -- shared steps -------------------------------------------------------------------------
     async def _authenticate(self, request: web.Request) -> Caller:

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-__all__ = ["AuthMode", "BareModelPolicy", "RelaySettings"]
+__all__ = ["DEFAULT_TOKEN_AUDIENCE", "AuthMode", "BareModelPolicy", "RelaySettings"]
+
+#: The audience callers' tokens are issued for unless configured otherwise.
+DEFAULT_TOKEN_AUDIENCE = "chatprovider-relay"
 
 
 class AuthMode(StrEnum):
@@ -38,13 +41,21 @@ class RelaySettings:
     """TCP port to listen on; 0 picks a free one (read it from ``Relay.port``)."""
     auth_mode: AuthMode = AuthMode.KUBERNETES
     """``kubernetes`` (TokenReview + SubjectAccessReview) or ``none`` (local demo only)."""
-    token_audiences: tuple[str, ...] = ()
-    """Audiences a caller's token must be valid for (TokenReview ``spec.audiences``); empty:
-    the API server's own."""
+    token_audiences: tuple[str, ...] = (DEFAULT_TOKEN_AUDIENCE,)
+    """Audiences a caller's token must be issued for (TokenReview ``spec.audiences``, and the
+    review's ``status.audiences`` is checked). A token for the API server itself is refused, so
+    the relay cannot replay callers' tokens against it: callers mount a projected
+    ServiceAccount token with this audience (docs/clients.md). Empty: the API server's own
+    audiences (not recommended)."""
     token_cache_ttl: float = 30.0
-    """How long a TokenReview answer is reused (keyed by a hash of the token)."""
+    """How long a TokenReview answer is reused (keyed by a hash of the token), and never past
+    the token's own expiry: a deleted ServiceAccount is refused within this time."""
     access_cache_ttl: float = 10.0
-    """How long a SubjectAccessReview answer is reused (per user and provider)."""
+    """How long a SubjectAccessReview answer is reused (per user and provider): a revoked
+    binding is refused within this time, and an open stream is re-authorized this often."""
+    max_stream_duration: float = 0.0
+    """Longest a streamed answer may last, in seconds; it then ends with an error event. 0: no
+    limit (streams end when the upstream ends them)."""
     auth_cache_size: int = 10_000
     """Entries kept in each of the two caches (least recently used dropped first)."""
     max_body_bytes: int = 8 * 1024 * 1024
@@ -92,6 +103,7 @@ class RelaySettings:
                 raise ValueError(f"{name} must be positive")
         for name, value in {"keepalive_interval": self.keepalive_interval,
                             "queue_timeout": self.queue_timeout,
+                            "max_stream_duration": self.max_stream_duration,
                             "shutdown_grace": self.shutdown_grace}.items():
             if value < 0:
                 raise ValueError(f"{name} must not be negative")

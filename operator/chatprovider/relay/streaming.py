@@ -7,6 +7,9 @@
 * After ``streamIdle`` of upstream silence, or when the upstream connection breaks, the stream
   ends with ``data: {"error": {...}}`` and **no** ``data: [DONE]``, so clients see an error and
   not a clean finish.
+* A :class:`~chatprovider.relay.guard.StreamGuard` may end the stream the same way: at its
+  maximum duration, or when the caller's token or its right to ``use`` the provider is revoked
+  (checked again every access-cache TTL).
 * When the client goes away, the handler is cancelled (``handler_cancellation``) or its next
   write fails; either way the upstream response is closed, which cancels the upstream request.
 """
@@ -24,6 +27,7 @@ from chatprovider.domain.openai_errors import UpstreamFailure, UpstreamFailureKi
 from chatprovider.domain.sse import StreamObserver
 from chatprovider.relay.answer import PROVIDER_HEADER
 from chatprovider.relay.exchange import Exchange
+from chatprovider.relay.guard import StreamCut, StreamGuard
 from chatprovider.relay.target import Target
 
 __all__ = ["KEEPALIVE", "relay_stream"]
@@ -38,7 +42,8 @@ class ClientGone(Exception):
 
 
 async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, target: Target,
-                       exchange: Exchange, keepalive: float) -> web.StreamResponse:
+                       exchange: Exchange, keepalive: float, guard: StreamGuard
+                       ) -> web.StreamResponse:
     """Stream the upstream's 2xx SSE answer to the client."""
     out = web.StreamResponse(status=resp.status)
     for name, value in downstream_headers(resp.headers.items()):
@@ -50,12 +55,13 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, targe
     exchange.prepared = True
     observer = StreamObserver()
     try:
-        await _pump(resp, out, observer, target, exchange, keepalive)
-    except UpstreamFailure as failure:
-        exchange.failure = failure.kind.value
-        log.info("stream from %s ended by %s", target.provider, failure.kind.value)
+        await _pump(resp, out, observer, target, exchange, keepalive, guard)
+    except (UpstreamFailure, StreamCut) as ended:
+        error = ended.error if isinstance(ended, StreamCut) else ended
+        exchange.failure = ended.kind.value if isinstance(ended, UpstreamFailure) else error.code
+        log.info("stream from %s ended by %s", target.provider, exchange.failure)
         try:
-            await out.write(failure.sse_event())
+            await out.write(error.sse_event())
         except (ClientGone, ConnectionError):
             return out
     except ClientGone:
@@ -78,7 +84,7 @@ async def _write(out: web.StreamResponse, data: bytes) -> None:
 
 async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
                 observer: StreamObserver, target: Target, exchange: Exchange,
-                keepalive: float) -> None:
+                keepalive: float, guard: StreamGuard) -> None:
     # One read at a time under a deadline (no task or wait() per chunk: this loop is the
     # streaming hot path). Cancelling a pending readany() loses nothing: data stays buffered.
     loop = asyncio.get_running_loop()
@@ -88,11 +94,17 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
         deadline = last_data + target.idle
         if keepalive > 0:
             deadline = min(deadline, last_write + keepalive)
+        # The guard may only end the stream between two events (never inside one).
+        guarded = guard.due() if observer.at_boundary else None
+        if guarded is not None:
+            deadline = min(deadline, guarded)
         try:
             async with asyncio.timeout_at(deadline):
                 chunk = await reader.readany()
         except TimeoutError:
             now = loop.time()
+            if guarded is not None and now >= guarded:
+                await guard.run(now)
             if now - last_data >= target.idle:
                 raise UpstreamFailure(UpstreamFailureKind.IDLE_TIMEOUT, target.provider) from None
             if keepalive > 0 and now - last_write >= keepalive:
@@ -105,6 +117,8 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
         if not chunk:
             return
         last_data = last_write = loop.time()
+        if guarded is not None and last_data >= guarded:
+            await guard.run(last_data)
         if observer.feed(chunk):
             exchange.first_token_at = last_data
         exchange.usage = observer.usage

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from yarl import URL
 
 from chatprovider.domain.egress import EgressPolicy, parse_ip
 
@@ -108,9 +109,20 @@ class Transports:
             self._sessions[profile.key] = session
         return session
 
-    def check_literal_host(self, host: str) -> None:
-        """aiohttp skips the resolver for IP literals: check those here (raises EgressDenied).
-        The answer for a host is remembered (the policy does not change; this is per request)."""
+    def check_destination(self, host: str, profile: TransportProfile) -> None:
+        """Check the addresses aiohttp would connect to without asking the resolver (raises
+        EgressDenied): the target host and the proxy's host when they are IP literals.
+
+        Host names go through :class:`PolicyResolver`, which pins what it checked; with a proxy
+        that is the proxy's name, and the target's name is resolved by the proxy (its answer
+        is beyond this policy: see docs/security.md)."""
+        self._check_literal(host)
+        if profile.proxy:
+            self._check_literal(URL(profile.proxy).host or "")
+
+    def _check_literal(self, host: str) -> None:
+        """aiohttp skips the resolver for IP literals: check those here. The answer for a host
+        is remembered (the policy does not change; this runs per request)."""
         try:
             refusal = self._literal_refusals[host]
         except KeyError:

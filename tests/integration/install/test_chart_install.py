@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 from kubernetes import client as k8s_client
+from tests.conftest import RELAY_AUDIENCE
 
 from chatprovider_tools.controlplane.plane import free_port
 from chatprovider_tools.devserver import DevServer
@@ -195,13 +196,14 @@ def test_operator_reconciles_with_exactly_the_charts_permissions(
         # the embedded relay, called by an app bound to the chart's chatprovider-user role
         kubectl("create", "rolebinding", "app-uses-providers", "-n", namespace,
                 "--clusterrole=chatprovider-user", f"--serviceaccount={namespace}:app")
-        app = mint_token(namespace, "app")
+        app = mint_token(namespace, "app", audience=RELAY_AUDIENCE)
         model = f"{namespace}/vllm/{upstream.models[0]}"
         wait_relay(relay_port, operator)
         answer = wait_chat(relay_port, app, model, operator)
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"]
-        stranger = chat(relay_port, mint_token(namespace, "stranger"), model)
+        stranger = chat(relay_port, mint_token(namespace, "stranger", audience=RELAY_AUDIENCE),
+                        model)
         assert stranger.status_code == 403, stranger.text
 
     events = kubectl("get", "events", "-n", namespace, "-o",
@@ -300,7 +302,7 @@ def test_namespaced_install_runs_with_no_cluster_wide_secret_access(
         kubectl("create", "rolebinding", "app-uses-providers", "-n", namespace,
                 f"--clusterrole={rel.notes}-user", f"--serviceaccount={namespace}:app")
         wait_relay(relay_port, relay)
-        answer = wait_chat(relay_port, mint_token(namespace, "app"),
+        answer = wait_chat(relay_port, mint_token(namespace, "app", audience=RELAY_AUDIENCE),
                            f"{namespace}/vllm/{upstream.models[0]}", relay)
         assert answer.status_code == 200, answer.text
         assert upstream.requests[-1].api_key == "provider-key"  # read by the relay's account

@@ -47,7 +47,8 @@ def test_the_api_server_accepts_the_kustomization(kubectl, k8s, chatprovider_crd
     assert kinds == sorted(["Namespace", "CustomResourceDefinition", "ServiceAccount",
                             "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole",
                             "ClusterRoleBinding", "ClusterRoleBinding", "Service",
-                            "Deployment"])
+                            "Deployment", "ValidatingAdmissionPolicy",
+                            "ValidatingAdmissionPolicyBinding"])
     # a server-side dry run cannot create the namespace its objects go into: create it first
     try:
         k8s_client.CoreV1Api(k8s).create_namespace({"metadata": {

@@ -3,10 +3,14 @@ per-caller /v1/models, and the provider's key (not the caller's token) sent upst
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import openai
 import pytest
 from kubernetes import client as k8s_client
+from tests.conftest import RELAY_AUDIENCE
+from tests.reliability.harness import wait_for
 
 from chatprovider.relay import AuthMode
 
@@ -42,8 +46,8 @@ def secured(relay_factory, make_upstream, k8s, namespace, mint_token):
     relay.add(provider_body(namespace, "other", upstream.url, ["other-model"],
                             key_secret="llm-key"))
     grant_use(k8s, namespace, "app", "vllm")
-    tokens = {"allowed": mint_token(namespace, "app"),
-              "denied": mint_token(namespace, "stranger")}
+    tokens = {"allowed": mint_token(namespace, "app", audience=RELAY_AUDIENCE),
+              "denied": mint_token(namespace, "stranger", audience=RELAY_AUDIENCE)}
     return relay, upstream, namespace, tokens
 
 
@@ -119,3 +123,79 @@ def test_reviews_are_cached(secured) -> None:
     # the other provider's review may repeat on a machine slow enough to take 2 s for the loop
     assert calls.count("subjectaccessreviews vllm") == 1, calls
     assert calls.count("subjectaccessreviews other") >= 1, calls
+
+
+def test_a_token_for_another_audience_is_refused(secured, mint_token) -> None:
+    """A token valid against the API server (or any other audience) is not accepted: callers
+    never hand the relay a credential it could replay against the API server."""
+    relay, upstream, ns, tokens = secured
+    for audience in (None, "vault"):
+        token = mint_token(ns, "app", audience=audience)
+        with pytest.raises(openai.AuthenticationError) as info:
+            relay.client(token).chat.completions.create(model=LLAMA, messages=MSG)
+        assert info.value.code == "invalid_api_key"
+        assert "not valid for this relay" in info.value.message
+    assert relay.client(tokens["allowed"]).models.list().data  # the relay's audience works
+    assert upstream.journal.total == 0
+
+
+def test_a_deleted_service_account_is_refused_within_the_token_cache_ttl(
+        relay_factory, make_upstream, k8s, namespace, mint_token) -> None:
+    upstream = make_upstream("vllm")
+    relay = relay_factory(auth_mode=AuthMode.KUBERNETES, token_cache_ttl=1.0)
+    relay.add(provider_body(namespace, "vllm", upstream.url, upstream.models))
+    grant_use(k8s, namespace, "app", "vllm")
+    client = relay.client(mint_token(namespace, "app", audience=RELAY_AUDIENCE))
+    assert client.models.list().data  # accepted, and the review is now cached
+    k8s_client.CoreV1Api(k8s).delete_namespaced_service_account("app", namespace)
+
+    def refused() -> bool:
+        try:
+            client.models.list()
+        except openai.AuthenticationError:
+            return True
+        return False
+
+    wait_for(refused, timeout=1.0 + 10.0, what="a 401 for the deleted ServiceAccount's token")
+
+
+def test_a_stream_whose_caller_loses_use_is_cut_with_an_error_event(
+        relay_factory, make_upstream, k8s, namespace, mint_token) -> None:
+    upstream = make_upstream("vllm")
+    upstream.behaviour.update(stream_frames=600, frame_delay=0.05)  # a 30 s answer
+    relay = relay_factory(auth_mode=AuthMode.KUBERNETES, access_cache_ttl=1.0)
+    relay.add(provider_body(namespace, "vllm", upstream.url, upstream.models))
+    grant_use(k8s, namespace, "app", "vllm")
+    token = mint_token(namespace, "app", audience=RELAY_AUDIENCE)
+    events: list[str] = []
+    body = {"model": LLAMA, "messages": MSG, "stream": True}
+    with httpx.stream("POST", f"{relay.url}/chat/completions", json=body, timeout=30,
+                      headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status_code == 200
+        lines = resp.iter_lines()
+        for line in lines:  # the stream has started: revoke the binding
+            if line.startswith("data: "):
+                events.append(line)
+                break
+        k8s_client.RbacAuthorizationV1Api(k8s).delete_namespaced_role_binding(
+            "app-uses-vllm", namespace)
+        events.extend(line for line in lines if line.startswith("data: "))
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "access_revoked", events[-3:]
+    assert "data: [DONE]" not in events
+    assert len(events) < 600, "cut before the upstream finished"
+    wait_for(lambda: upstream.journal.requests[-1].outcome == "cancelled",
+             what="the upstream request cancelled")  # the upstream work stopped
+
+
+def test_a_stream_ends_at_the_maximum_duration(relay_factory, make_upstream) -> None:
+    upstream = make_upstream("vllm")
+    upstream.behaviour.update(stream_frames=600, frame_delay=0.05)
+    relay = relay_factory(max_stream_duration=1.0)
+    relay.add(provider_body("demo", "vllm", upstream.url, upstream.models))
+    body = {"model": LLAMA, "messages": MSG, "stream": True}
+    with httpx.stream("POST", f"{relay.url}/chat/completions", json=body, timeout=30) as resp:
+        events = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    last = json.loads(events[-1].removeprefix("data: "))
+    assert last["error"]["code"] == "stream_timeout"
+    assert "data: [DONE]" not in events and len(events) < 600
