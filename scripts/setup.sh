@@ -3,7 +3,8 @@
 #   - a Python virtual environment with the package and its workshop package tools/ (both
 #     editable) and the dev tools;
 #   - kube-apiserver, etcd and kubectl built from the Go module proxy (scripts/install-control-plane.sh);
-#   - the real third-party upstream servers used by tests (scripts/install-upstreams.sh), unless
+#   - the real third-party upstream servers used by tests (scripts/install-upstreams.sh, and
+#     llama.cpp's own llama-server built from source by scripts/install-llama-server.sh), unless
 #     SETUP_UPSTREAMS=0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,6 +33,7 @@ bash scripts/install-control-plane.sh >/dev/null
 bash scripts/install-helm.sh >/dev/null
 if [ "${SETUP_UPSTREAMS:-1}" = 1 ] && [ -f scripts/install-upstreams.sh ]; then
   bash scripts/install-upstreams.sh
+  bash scripts/install-llama-server.sh  # after it: shares its model; cmake, ~8 min once
 fi
 bash bench/install.sh  # nginx and wrk (Debian), LiteLLM: the benchmark smoke test needs them
 bash scripts/install-browser.sh  # Chromium for the playground test (SETUP_BROWSER=0 skips)

@@ -1,14 +1,19 @@
 """Pytest plugin: real third-party OpenAI-compatible servers as session fixtures.
 
-- ``llama_server``: llama.cpp's server (``llama-cpp-python[server]``) with Gemma 3 270M, a real
-  tiny model (CPU, about 420 MB RSS).
+- ``llama_server``: llama.cpp's own HTTP server (``llama-server``, C++), built from the llama.cpp
+  source that the ``llama-cpp-python`` sdist vendors, with Gemma 3 270M, a real tiny model
+  (CPU, about 340 MB RSS); ``llama_server_embeddings``: a second one that serves embeddings.
+- ``llama_cpp_python_server``: llama-cpp-python's server (``python -m llama_cpp.server``, a
+  FastAPI app over the same library) with the same model (CPU, about 420 MB RSS).
 - ``litellm_proxy``: LiteLLM's proxy with mock models, plus one model routed to a
   :class:`~chatprovider_tools.devserver.DevServer` (a real two-hop chain).
 
-Both come from their own virtual environments, installed by ``bash scripts/install-upstreams.sh``
-under ``${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/upstreams``. Missing installs FAIL the tests
-that use them (a skipped test proves nothing), with the command to run. Each server runs in its
-own session (process group) on a free loopback port and the whole group is killed at teardown.
+``llama-server`` and its model are installed by ``bash scripts/install-llama-server.sh`` under
+``${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/llama-server/<version>``; the other two come from
+their own virtual environments, installed by ``bash scripts/install-upstreams.sh`` under
+``.../upstreams``. Missing installs FAIL the tests that use them (a skipped test proves nothing),
+with the command to run. Each server runs in its own session (process group) on a free loopback
+port and the whole group is killed at teardown.
 
 Register from ``tests/conftest.py`` with ``pytest_plugins = ["tests.realupstreams"]``.
 """
@@ -16,6 +21,7 @@ Register from ``tests/conftest.py`` with ``pytest_plugins = ["tests.realupstream
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import signal
 import socket
@@ -31,10 +37,19 @@ import yaml
 
 from chatprovider_tools.devserver import DevServer
 
-__all__ = ["LiteLLMProxy", "RealUpstream", "litellm_proxy", "llama_server", "upstreams_dir"]
+__all__ = [
+    "LiteLLMProxy", "RealUpstream", "cache_dir", "litellm_proxy", "llama_cpp_python_server",
+    "llama_server", "llama_server_dir", "llama_server_embeddings", "upstreams_dir",
+]
 
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 INSTALL_HINT = "run `bash scripts/install-upstreams.sh {step}` (idempotent)"
+LLAMA_SERVER_INSTALL_HINT = "run `bash scripts/install-llama-server.sh` (idempotent)"
 LLAMA_MODEL_ALIAS = "gemma-3-270m"
+LLAMA_SERVER_CTX = 2048
+"""Context size of ``llama-server`` (tokens, shared by its one slot)."""
+GEMMA_TEMPLATE = Path(__file__).resolve().parent / "upstreams" / "gemma.jinja"
+"""Gemma's turn format as a Jinja chat template, for ``llama-server --chat-template-file``."""
 LITELLM_MOCK_MODELS = ("mock-gpt", "mock-small")
 LITELLM_MOCK_REPLY = "Hello from the LiteLLM mock."
 LITELLM_CHAIN_MODEL = "via-devserver"
@@ -87,21 +102,40 @@ class LiteLLMProxy(RealUpstream):
     chain: DevServer | None = field(default=None, compare=False)
 
 
+def cache_dir() -> Path:
+    """``${CHATPROVIDER_CACHE:-~/.cache/chatprovider}``, where the install scripts put things."""
+    return Path(os.environ.get("CHATPROVIDER_CACHE")
+                or str(Path.home() / ".cache" / "chatprovider"))
+
+
 def upstreams_dir() -> Path:
     """Where ``scripts/install-upstreams.sh`` puts the venvs and the model."""
-    cache = os.environ.get("CHATPROVIDER_CACHE") or str(Path.home() / ".cache" / "chatprovider")
-    return Path(cache) / "upstreams"
+    return cache_dir() / "upstreams"
 
 
-def _require(paths: list[Path], what: str, step: str) -> None:
+def _pinned(name: str) -> str:
+    """A version pinned in ``scripts/install-upstreams.sh`` (``NAME=${NAME:-value}``), which
+    ``scripts/install-llama-server.sh`` reads too; ``$NAME`` overrides it, as in the scripts."""
+    if value := os.environ.get(name):
+        return value
+    script = SCRIPTS / "install-upstreams.sh"
+    pattern = rf"^{name}=\$\{{{name}:-(.+)\}}$"
+    if match := re.search(pattern, script.read_text(), re.MULTILINE):
+        return match.group(1)
+    raise LookupError(f"{script} pins no {name}")
+
+
+def llama_server_dir() -> Path:
+    """Where ``scripts/install-llama-server.sh`` puts ``bin/llama-server`` and the model."""
+    return cache_dir() / "llama-server" / _pinned("LLAMA_CPP_VERSION")
+
+
+def _require(paths: list[Path], what: str, hint: str) -> None:
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         ci = " (CI=true)" if os.environ.get("CI", "").lower() in {"1", "true", "yes"} else ""
-        pytest.fail(
-            f"{what} is not installed{ci}: missing {', '.join(missing)}; "
-            + INSTALL_HINT.format(step=step),
-            pytrace=False,
-        )
+        pytest.fail(f"{what} is not installed{ci}: missing {', '.join(missing)}; {hint}",
+                    pytrace=False)
 
 
 def _free_port() -> int:
@@ -167,19 +201,78 @@ def _clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def _llama_server(tmp_path_factory: pytest.TempPathFactory, name: str,
+                  *extra: str) -> Iterator[RealUpstream]:
+    root = llama_server_dir()
+    binary, model = root / "bin" / "llama-server", root / "gemma-3-270m.gguf"
+    _require([binary, model], "llama.cpp's llama-server or its model", LLAMA_SERVER_INSTALL_HINT)
+    port, key = _free_port(), "sk-llama-server-" + secrets.token_hex(8)
+    log_path = tmp_path_factory.mktemp(name) / "server.log"
+    argv = [
+        str(binary), "--model", str(model), "--alias", LLAMA_MODEL_ALIAS,
+        "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
+        "--threads", "2", "--threads-batch", "2", "--ctx-size", str(LLAMA_SERVER_CTX),
+        "--parallel", "1", "--no-webui", "--jinja", "--chat-template-file", str(GEMMA_TEMPLATE),
+        *extra,
+    ]
+    # LLAMA_ARG_* and LLAMA_API_KEY would override the flags; HF_* point at Hugging Face.
+    env = {k: v for k, v in _clean_env().items()
+           if not k.startswith(("LLAMA_ARG_", "LLAMA_API_KEY", "HF_"))}
+    process = _launch(argv, log_path, env)
+    try:
+        base_url = f"http://127.0.0.1:{port}"
+        # /health needs no key; it is 503 while the model loads, 200 once requests are served.
+        seconds = _wait_ready(
+            process, log_path, f"llama.cpp's llama-server ({name})", LLAMA_READY_TIMEOUT,
+            lambda c: c.get(f"{base_url}/health").status_code == 200,
+        )
+        print(f"\n{name} ready in {seconds:.2f}s at {base_url}")
+        yield RealUpstream(name, base_url, key, (LLAMA_MODEL_ALIAS,), process, log_path, seconds)
+    finally:
+        _stop(process)
+
+
 @pytest.fixture(scope="session")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealUpstream]:
-    """llama.cpp's server with Gemma 3 270M on a free loopback port, behind an API key.
+    """llama.cpp's own ``llama-server`` with Gemma 3 270M on a free loopback port, behind an API
+    key (``Authorization: Bearer`` or Anthropic's ``x-api-key``).
+
+    One slot (``--parallel 1``: requests queue), 2 threads, ``LLAMA_SERVER_CTX`` tokens of
+    context, Jinja templates (its default) with ``GEMMA_TEMPLATE``: the GGUF carries no chat
+    template, llama-server would fall back to ChatML, and ``--chat-template gemma`` under Jinja
+    is the literal template "gemma". A chat server: ``/v1/embeddings`` answers 501 (see
+    :func:`llama_server_embeddings`). Base model: assert on shapes, not content, and always send
+    a small ``max_tokens`` (``/v1/messages`` defaults to 4096).
+    """
+    yield from _llama_server(tmp_path_factory, "llama-server")
+
+
+@pytest.fixture(scope="session")
+def llama_server_embeddings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealUpstream]:
+    """A second ``llama-server`` like :func:`llama_server`, started with ``--embeddings
+    --pooling mean`` so that ``/v1/embeddings`` answers (640 floats per input). Chat still works
+    on it, but ``--embeddings`` is documented as restricting the server to embeddings and caps
+    the batch at ``n_ubatch``, so the chat fixture stays a plain chat server. Without
+    ``--pooling mean`` the model's pooling is ``none`` and ``/v1/embeddings`` answers 400.
+    """
+    yield from _llama_server(tmp_path_factory, "llama-server-embeddings",
+                             "--embeddings", "--pooling", "mean")
+
+
+@pytest.fixture(scope="session")
+def llama_cpp_python_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealUpstream]:
+    """llama-cpp-python's server (``python -m llama_cpp.server``) with Gemma 3 270M on a free
+    loopback port, behind an API key.
 
     Base model: assert on shapes, not content, and always send a small ``max_tokens``.
     """
     root = upstreams_dir()
     python = root / "llama-venv" / "bin" / "python"
     model = root / "gemma-3-270m.gguf"
-    _require([python, model], "llama.cpp's server (llama-cpp-python[server]) or its model",
-             "llama")
+    _require([python, model], "llama-cpp-python's server (llama-cpp-python[server]) or its model",
+             INSTALL_HINT.format(step="llama"))
     port, key = _free_port(), "sk-llama-" + secrets.token_hex(8)
-    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    log_path = tmp_path_factory.mktemp("llama-cpp-python-server") / "server.log"
     argv = [
         str(python), "-m", "llama_cpp.server", "--model", str(model),
         "--model_alias", LLAMA_MODEL_ALIAS, "--chat_format", "gemma",
@@ -191,13 +284,13 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RealUpstr
     try:
         base_url = f"http://127.0.0.1:{port}"
         seconds = _wait_ready(
-            process, log_path, "llama.cpp's server", LLAMA_READY_TIMEOUT,
+            process, log_path, "llama-cpp-python's server", LLAMA_READY_TIMEOUT,
             lambda c: c.get(f"{base_url}/v1/models",
                             headers={"Authorization": f"Bearer {key}"}).status_code == 200,
         )
-        print(f"\nllama.cpp server ready in {seconds:.2f}s at {base_url}")
-        yield RealUpstream("llama.cpp", base_url, key, (LLAMA_MODEL_ALIAS,), process, log_path,
-                           seconds)
+        print(f"\nllama-cpp-python's server ready in {seconds:.2f}s at {base_url}")
+        yield RealUpstream("llama-cpp-python", base_url, key, (LLAMA_MODEL_ALIAS,), process,
+                           log_path, seconds)
     finally:
         _stop(process)
 
@@ -226,7 +319,7 @@ def litellm_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiteLLMP
     root = upstreams_dir()
     venv = root / "litellm-venv"
     litellm = venv / "bin" / "litellm"
-    _require([litellm], "LiteLLM's proxy (litellm[proxy])", "litellm")
+    _require([litellm], "LiteLLM's proxy (litellm[proxy])", INSTALL_HINT.format(step="litellm"))
     if bad := list(venv.glob("lib/python*/site-packages/litellm_init.pth")):
         pytest.fail(f"{bad[0]} exists: the venv holds a MALICIOUS litellm release; delete "
                     f"{venv} and reinstall", pytrace=False)

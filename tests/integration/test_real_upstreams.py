@@ -1,7 +1,7 @@
 """Real third-party OpenAI-compatible servers answer the routes the product relies on.
 
-llama.cpp's server runs a real (tiny, base) model: assert shapes, never content. LiteLLM's proxy
-answers from mock models, and relays one model to a DevServer (a real two-hop chain).
+llama-cpp-python's server runs a real (tiny, base) model: assert shapes, never content. LiteLLM's
+proxy answers from mock models, and relays one model to a DevServer (a real two-hop chain).
 """
 
 from __future__ import annotations
@@ -58,16 +58,18 @@ def assert_chat_stream(answer: httpx.Response, model: str) -> str:
     return "".join(c["choices"][0]["delta"].get("content") or "" for c in with_choices)
 
 
-# ---- llama.cpp's server ------------------------------------------------------------------------
-def test_llama_lists_its_model(llama_server, client):
-    body = client.get(f"{llama_server.url}/models", headers=llama_server.headers).json()
+# ---- llama-cpp-python's server ----------------------------------------------------------------
+def test_llama_lists_its_model(llama_cpp_python_server, client):
+    body = client.get(f"{llama_cpp_python_server.url}/models",
+                      headers=llama_cpp_python_server.headers).json()
     assert body["object"] == "list"
     assert [m["id"] for m in body["data"]] == ["gemma-3-270m"]
     assert body["data"][0]["object"] == "model"
 
 
-def test_llama_chat_completion(llama_server, client):
-    answer = client.post(f"{llama_server.url}/chat/completions", headers=llama_server.headers,
+def test_llama_chat_completion(llama_cpp_python_server, client):
+    answer = client.post(f"{llama_cpp_python_server.url}/chat/completions",
+                         headers=llama_cpp_python_server.headers,
                          json={"model": "gemma-3-270m", **CHAT})
     assert answer.status_code == 200
     body = answer.json()
@@ -75,8 +77,9 @@ def test_llama_chat_completion(llama_server, client):
     assert 1 <= body["usage"]["completion_tokens"] <= 4
 
 
-def test_llama_chat_stream(llama_server, client):
-    answer = client.post(f"{llama_server.url}/chat/completions", headers=llama_server.headers,
+def test_llama_chat_stream(llama_cpp_python_server, client):
+    answer = client.post(f"{llama_cpp_python_server.url}/chat/completions",
+                         headers=llama_cpp_python_server.headers,
                          json={"model": "gemma-3-270m", "stream": True, **CHAT})
     assert_chat_stream(answer, "gemma-3-270m")
 
@@ -84,9 +87,9 @@ def test_llama_chat_stream(llama_server, client):
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong"}],
                          ids=["missing", "wrong"])
 def test_llama_unauthorized_is_401_with_detail_not_the_openai_envelope(
-        llama_server, client, headers):
-    for answer in (client.get(f"{llama_server.url}/models", headers=headers),
-                   client.post(f"{llama_server.url}/chat/completions", headers=headers,
+        llama_cpp_python_server, client, headers):
+    for answer in (client.get(f"{llama_cpp_python_server.url}/models", headers=headers),
+                   client.post(f"{llama_cpp_python_server.url}/chat/completions", headers=headers,
                                json={"model": "gemma-3-270m", **CHAT})):
         assert answer.status_code == 401
         assert answer.json() == {"detail": "Invalid API key"}

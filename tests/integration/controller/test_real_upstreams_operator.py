@@ -1,5 +1,6 @@
 """The operator against real third-party OpenAI-compatible servers installed from PyPI:
-llama.cpp's server (llama-cpp-python, Gemma 3 270M) and LiteLLM's proxy (mock models)."""
+llama-cpp-python's server (its FastAPI server over llama.cpp, Gemma 3 270M) and LiteLLM's
+proxy (mock models)."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ pytestmark = pytest.mark.realupstream
 
 
 def test_llama_cpp_server_discovery_verification_and_unauthorized(operator, providers,
-                                                                   llama_server):
-    providers.put_secret("llama", {"apiKey": llama_server.api_key})
+                                                                   llama_cpp_python_server):
+    providers.put_secret("llama", {"apiKey": llama_cpp_python_server.api_key})
     providers.put_secret("wrong", {"apiKey": "not-the-key"})
-    model = llama_server.models[0]
+    model = llama_cpp_python_server.models[0]
     providers.create("llama", {
-        "endpoint": f"{llama_server.base_url}/v1/chat/completions", "serverType": "llamacpp",
+        "endpoint": f"{llama_cpp_python_server.base_url}/v1/chat/completions",
+        "serverType": "llamacpp",
         "apiKeySecretRef": {"name": "llama"},
         "verification": {"enabled": True, "model": model, "maxTokens": 1},
     })
-    providers.create("llama-bad-key", {"endpoint": llama_server.base_url,
+    providers.create("llama-bad-key", {"endpoint": llama_cpp_python_server.base_url,
                                        "apiKeySecretRef": {"name": "wrong"}})
     providers.wait_reason("llama", "Ready", timeout=60)
     status = providers.get("llama")["status"]
