@@ -16,7 +16,7 @@ import pytest
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
-from chatprovider.relay.settings import DEFAULT_TOKEN_AUDIENCE
+from chatprovider.settings import DEFAULT_TOKEN_AUDIENCE
 from chatprovider_tools.controlplane import BinariesNotFound, ControlPlane, find_binaries
 from chatprovider_tools.controlplane.plane import write_kubeconfig
 

@@ -17,8 +17,9 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from types import TracebackType
 
+from tests.integration.controller.conftest import own_lease
+
 from chatprovider.controller.app import OperatorApp
-from chatprovider.domain.egress import EgressPolicy
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import Registry
@@ -33,9 +34,9 @@ class OperatorStack:
     """``OperatorApp`` + ``Relay`` in one event loop, in a daemon thread."""
 
     def __init__(self, kubeconfig: Path, relay: RelaySettings, *,
-                 namespaces: tuple[str, ...] = (), egress: EgressPolicy | None = None) -> None:
-        self.settings = OperatorSettings(kubeconfig=str(kubeconfig), namespaces=namespaces,
-                                         egress=egress or EgressPolicy(), min_retry_seconds=1.0)
+                 namespaces: tuple[str, ...] = ()) -> None:
+        self.settings = own_lease(OperatorSettings(kubeconfig=str(kubeconfig),
+                                                   namespaces=namespaces, min_retry_seconds=1.0))
         self.relay_settings = relay
         self.app = OperatorApp(self.settings, relay=self._start_relay)
         self.relay: Relay | None = None
@@ -45,9 +46,9 @@ class OperatorStack:
         self._thread = threading.Thread(target=self._main, name="operator-stack", daemon=True)
 
     async def _start_relay(self, registry: Registry, objects: ReferencedObjects,
-                           transports: Transports, kube: KubeClient
+                           transports: Transports, kube: KubeClient, ready: Callable[[], bool]
                            ) -> Callable[[], Awaitable[None]]:
-        relay = Relay(self.relay_settings, registry, objects, transports, kube)
+        relay = Relay(self.relay_settings, registry, objects, transports, kube, ready=ready)
         await relay.start()
         self.relay = relay
         return relay.stop

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,7 +71,9 @@ class ChatproviderProcess:
     def __init__(self, kubeconfig: Path | str, log: Path, *, command: str = "run",
                  namespaces: Iterable[str] = (), relay_port: int | None = None,
                  relay_auth: str = "none", log_level: str = "INFO",
-                 extra: Iterable[str] = ()) -> None:
+                 extra: Iterable[str] = (), lease: str | None = None) -> None:
+        """``lease``: the Lease name (``run``); by default one of its own, so that operators of
+        other tests never share (or wait for) its leadership."""
         self.relay_port = relay_port if relay_port is not None else free_port()
         self.log = log
         self.argv = [str(CHATPROVIDER), command, f"--kubeconfig={kubeconfig}",
@@ -78,7 +81,8 @@ class ChatproviderProcess:
                      f"--relay-auth={relay_auth}", f"--log-level={log_level}",
                      *(f"--namespace={ns}" for ns in namespaces), *extra]
         if command == "run":
-            self.argv.append("--health-port=0")
+            self.argv += ["--health-port=0",
+                          f"--lease-name={lease or 'test-' + uuid.uuid4().hex[:12]}"]
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

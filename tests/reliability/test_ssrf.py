@@ -96,7 +96,7 @@ class StubbedOperator(OperatorThread):
 
     def __init__(self, settings: OperatorSettings, dns: StubDNS) -> None:
         super().__init__(settings)
-        self.app = OperatorApp(settings, transports=lambda policy: Transports(
+        self.app = OperatorApp(self.settings, transports=lambda policy: Transports(
             policy, resolver=dns.resolver))
 
 
@@ -171,7 +171,7 @@ def test_operator_refuses_every_hostile_endpoint(kubeconfig, providers, upstream
     dns = StubDNS({k: list(v) for k, v in NAMES.items()})
     dns.answers["good.ssrf.test"] = [["127.0.0.1"]]
     dns.answers["mixed.ssrf.test"] = [[TRAP_IP, "127.0.0.1"]]
-    settings = OperatorSettings(kubeconfig=str(kubeconfig), egress=POLICY,
+    settings = OperatorSettings(kubeconfig=str(kubeconfig), egress_deny=(f"{TRAP_IP}/32",),
                                 namespaces=(providers.ns,), min_retry_seconds=60)
     operator = StubbedOperator(settings, dns).start()
     servers: list[RawServer] = []

@@ -99,41 +99,19 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
-{{/* Environment shared by both commands (every flag of `chatprovider run|relay` has one). */}}
-{{- define "chatprovider.commonEnv" -}}
-# kopf's identity; without it kopf asks getpass.getuser(), which needs a passwd entry for the uid.
+{{/* Environment both Deployments set besides their settings (templates/_settings.tpl). */}}
+{{- define "chatprovider.podEnv" -}}
+# kopf's identity and the Lease holder's name; without POD_ID kopf asks getpass.getuser(),
+# which needs a passwd entry for the uid.
 - name: POD_ID
   valueFrom:
     fieldRef:
       fieldPath: metadata.name
-- name: CHATPROVIDER_LOG_LEVEL
-  value: {{ .Values.logLevel | quote }}
-- name: CHATPROVIDER_LOG_FORMAT
-  value: {{ .Values.logFormat | quote }}
-{{- with .Values.watchNamespaces }}
-- name: CHATPROVIDER_NAMESPACES
-  value: {{ join "," . | quote }}
-{{- end }}
-{{- with .Values.egress.allow }}
-- name: CHATPROVIDER_EGRESS_ALLOW
-  value: {{ join "," . | quote }}
-{{- end }}
-{{- with .Values.egress.deny }}
-- name: CHATPROVIDER_EGRESS_DENY
-  value: {{ join "," . | quote }}
-{{- end }}
-- name: CHATPROVIDER_RELAY_HOST
-  value: {{ .Values.relay.host | quote }}
-- name: CHATPROVIDER_RELAY_PORT
-  value: {{ .Values.relay.port | quote }}
-- name: CHATPROVIDER_RELAY_AUTH
-  value: {{ .Values.relay.auth | quote }}
-- name: CHATPROVIDER_RELAY_TOKEN_AUDIENCES
-  value: {{ join "," .Values.relay.tokenAudiences | quote }}
-- name: CHATPROVIDER_RELAY_MAX_STREAM_DURATION
-  value: {{ .Values.relay.maxStreamDurationSeconds | quote }}
-- name: CHATPROVIDER_REQUIRE_SECRET_LABEL
-  value: {{ .Values.requireSecretLabel | quote }}
+# The Lease lives in the release's namespace.
+- name: POD_NAMESPACE
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.namespace
 {{- end }}
 
 {{/* RBAC rules ------------------------------------------------------------------------------ */}}

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from chatprovider.api.durations import DURATION_PATTERN, Duration
+
 __all__ = [
     "GROUP",
     "KIND",
@@ -46,8 +48,6 @@ VERSION = "v1alpha1"
 KIND = "ChatProvider"
 PLURAL = "chatproviders"
 
-#: A Go-style duration such as ``30s``, ``5m`` or ``1h30m`` (what CEL's ``duration()`` accepts).
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h))+$"
 #: A DNS-1123 subdomain, the rule for Secret and ConfigMap names.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 #: A key in a Secret's or ConfigMap's data.
@@ -90,7 +90,12 @@ def _positive_duration_rule(field: str) -> JsonDict:
     }
 
 
-Duration = Annotated[str, Field(pattern=DURATION_PATTERN, max_length=32)]
+def _default_duration(text: str) -> Any:
+    """A duration field's default, written as the schema shows it (validated into a timedelta
+    like any value)."""
+    return Field(default=text, validate_default=True)
+
+
 ObjectName = Annotated[str, Field(min_length=1, max_length=253, pattern=NAME_PATTERN)]
 DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=KEY_PATTERN)]
 
@@ -207,11 +212,11 @@ class Timeouts(_Model):
         }
     )
 
-    connect: Duration = "5s"
+    connect: Duration = _default_duration("5s")
     """Time to open the TCP (and TLS) connection."""
-    request: Duration = "30s"
+    request: Duration = _default_duration("30s")
     """Time to receive the response headers of a request (the first byte of a stream)."""
-    stream_idle: Duration = "60s"
+    stream_idle: Duration = _default_duration("60s")
     """Longest silence allowed between two frames of a streamed answer. No total cap applies,
     so long streams are never cut while they keep producing."""
 
@@ -287,7 +292,7 @@ class Discovery(_Model):
     enabled: bool = True
     """Query GET /v1/models. When the server does not offer the route (404/405) the provider can
     still be Ready with models.static."""
-    interval: Duration = "5m"
+    interval: Duration = _default_duration("5m")
     """How often the endpoint is re-checked and the model list refreshed (at least 10s; a
     random jitter of up to 10% is added so that providers are not probed in lock-step)."""
 

@@ -11,7 +11,7 @@ import click
 
 from chatprovider.api.v1alpha1 import TLS, ChatProviderSpec, Discovery, Timeouts, Verification
 from chatprovider.cli.options import egress_policy
-from chatprovider.controller.prober import ProbeRequest, probe
+from chatprovider.controller.prober import ProbeRequest, endpoint_of, probe
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.egress import EgressPolicy, parse_ip
 from chatprovider.domain.endpoint import InvalidEndpoint, resolve_endpoint
@@ -170,7 +170,8 @@ def check(url: str, api_key_env: str | None, model: str | None, static: tuple[st
     async def run() -> int:
         transports = Transports(policy)
         try:
-            result = await probe(ProbeRequest(spec, key, ca_pem, refs), transports, 4 << 20)
+            result = await probe(ProbeRequest(spec, endpoint_of(spec), key, ca_pem, refs),
+                                 transports, 4 << 20)
         finally:
             await transports.close()
         _call_line("GET models", result.models_call)

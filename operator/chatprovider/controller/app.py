@@ -1,4 +1,9 @@
-"""The operator process: kopf watches, the reconciler, and (optionally) the embedded relay."""
+"""The operator process: the ChatProvider watch, the reconciler (while this replica leads), and
+(optionally) the embedded relay, in one event loop.
+
+Every replica watches, so its registry is current and its embedded relay serves; only the
+leader (:mod:`.leader`) checks providers and writes status and Events.
+"""
 
 from __future__ import annotations
 
@@ -8,13 +13,11 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Any, cast
-
-import kopf
 
 from chatprovider.controller.events import EventRecorder
-from chatprovider.controller.handlers import build_kopf_registry
+from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.reconciler import Reconciler
+from chatprovider.controller.status import StatusApplier
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
@@ -23,36 +26,31 @@ from chatprovider.logs import SecretValues
 from chatprovider.registry import ObjectRef, Registry
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
+from chatprovider.watch import ProviderWatch
 
-__all__ = ["OperatorApp", "run_kopf"]
+__all__ = ["OperatorApp", "RelayStarter", "identity", "lease_namespace"]
 
 log = logging.getLogger(__name__)
 
-#: Builds and starts the relay inside this loop; returns an async stop function.
-RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient],
+#: Builds and starts the relay inside this loop; returns an async stop function. ``ready`` says
+#: whether the providers have been listed and their Secrets read.
+RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool]],
                         Awaitable[Callable[[], Awaitable[None]]]]
 
 
-async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
-                   stop_flag: asyncio.Event, liveness_port: int | None = None) -> None:
-    await kopf.operator(
-        registry=registry,
-        clusterwide=not settings.namespaces,
-        namespaces=list(settings.namespaces),
-        standalone=True,  # one active replica (Recreate); no peering objects needed
-        # kopf would otherwise call getpass.getuser(), which fails for a uid with no passwd
-        # entry (any non-root uid in a slim image).
-        identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),  # kopf's Identity NewType
-        stop_flag=stop_flag,
-        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
-    )
+def identity() -> str:
+    """This replica's name in the Lease: the pod's name when the chart sets ``POD_ID``."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def lease_namespace(settings: OperatorSettings) -> str:
+    return settings.lease_namespace or os.environ.get("POD_NAMESPACE") or "default"
 
 
 class OperatorApp:
     """Everything the operator runs, wired together inside one event loop."""
 
-    def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None,
-                 liveness_port: int | None = None, *,
+    def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None, *,
                  transports: Callable[[EgressPolicy], Transports] = Transports,
                  secret_values: SecretValues | None = None) -> None:
         """``transports`` builds the upstream connection pools (tests pass one with a stub name
@@ -61,59 +59,81 @@ class OperatorApp:
         self.settings = settings
         self._relay = relay
         self._transports = transports
-        self._liveness_port = liveness_port
         self._secret_values = secret_values
         self.reconciler: Reconciler | None = None
+        self.elector: LeaderElector | None = None
+        self.watch: ProviderWatch | None = None
         self.registry = Registry()
 
     async def run(self, stop_flag: asyncio.Event) -> None:
-        config = KubeConfig.load(self.settings.kubeconfig)
+        s = self.settings
+        config = KubeConfig.load(s.kubeconfig)
         kube = KubeClient(config)
-        transports = self._transports(self.settings.egress)
+        transports = self._transports(s.egress)
         objects = ReferencedObjects(kube, on_change=self._object_changed,
-                                    watch_timeout=self.settings.watch_server_timeout,
+                                    watch_timeout=s.watch_server_timeout,
                                     secret_values=self._secret_values,
-                                    require_secret_label=self.settings.require_secret_label)
-        recorder = EventRecorder(kube, instance=socket.gethostname())
-        self.reconciler = Reconciler(self.settings, kube, Feed(self.registry, objects),
-                                     transports, recorder)
-        kopf_registry = build_kopf_registry(self.reconciler.observe, config=config,
-                                            liveness=lambda: len(self.registry),
-                                            settings=self.settings)
+                                    require_secret_label=s.require_secret_label)
+        me = identity()
+        if s.leader_election:
+            self.elector = LeaderElector(
+                kube, lease_namespace(s), s.lease_name, me,
+                LeaseTiming(s.lease_duration, s.lease_renew_deadline, s.lease_retry_period))
+        elector = self.elector
+        may_write = (lambda: elector.leading) if elector is not None else (lambda: True)
+        applier = StatusApplier(kube, may_write=may_write)
+        self.reconciler = Reconciler(s, Feed(self.registry, objects), transports, applier,
+                                     EventRecorder(kube, instance=me, may_post=may_write))
+        self.watch = ProviderWatch(s, config, kube, objects, self.reconciler.observe,
+                                   liveness=lambda: len(self.registry))
         stop_relay: Callable[[], Awaitable[None]] | None = None
-        loop_task = asyncio.create_task(self.reconciler.run(), name="reconciler")
-        kopf_stop = asyncio.Event()
+        watch_stop = asyncio.Event()
+        leading = asyncio.create_task(self._lead(stop_flag), name="leader election")
 
         async def wind_down() -> None:
-            """On stop, drain the relay and stop our own tasks before kopf stops: kopf waits
-            (5 s) for every task created after it started, and would cancel relay streams
-            that still have their grace period."""
+            """On stop: drain the relay, stop checking (releasing the Lease), then the watches.
+            kopf waits (5 s) for every task created after it started, and would cancel relay
+            streams that still have their grace period."""
             await stop_flag.wait()
             try:
                 if stop_relay is not None:
                     await stop_relay()
-                loop_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await loop_task
-                if self.reconciler is not None:
-                    await self.reconciler.stop()
+                    await leading
                 await objects.close()
             finally:
-                kopf_stop.set()
+                watch_stop.set()
 
         winder = asyncio.create_task(wind_down(), name="wind down")
         try:
             if self._relay is not None:
-                stop_relay = await self._relay(self.registry, objects, transports, kube)
-            await run_kopf(kopf_registry, self.settings, kopf_stop, self._liveness_port)
+                stop_relay = await self._relay(self.registry, objects, transports, kube,
+                                               self.watch.synced)
+            await self.watch.run(watch_stop, s.health_port or None)
         finally:
             stop_flag.set()  # kopf may also end by itself (e.g. a fatal login error)
             await winder
+            leading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await leading
             await transports.close()
             await kube.close()
             # Closed TLS transports finish closing on the next loop iterations; let them, so
             # that no socket outlives the loop (aiohttp's documented graceful shutdown).
             await asyncio.sleep(0.25)
+
+    async def _lead(self, stop: asyncio.Event) -> None:
+        """Run the reconciler while this replica leads (always, without leader election)."""
+        assert self.reconciler is not None
+        reconciler = self.reconciler
+        if self.elector is None:
+            task = asyncio.create_task(reconciler.run(), name="reconciler")
+            await stop.wait()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            return
+        await self.elector.run(reconciler.run, stop)
 
     def _object_changed(self, ref: ObjectRef, snap: ObjectSnapshot) -> None:
         if self.reconciler is not None:

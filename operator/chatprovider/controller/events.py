@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import secrets
+from collections.abc import Callable
 
 from chatprovider.api.v1alpha1 import GROUP, KIND, VERSION
 from chatprovider.domain.status import EventSpec
@@ -18,11 +19,17 @@ COMPONENT = "chatprovider-operator"
 
 
 class EventRecorder:
-    def __init__(self, client: KubeClient, instance: str) -> None:
+    """Posts Events as ``instance``; ``may_post`` (the leader election) is asked first."""
+
+    def __init__(self, client: KubeClient, instance: str, *,
+                 may_post: Callable[[], bool] = lambda: True) -> None:
         self._client = client
         self._instance = instance
+        self._may_post = may_post
 
     async def post(self, view: ProviderView, event: EventSpec) -> None:
+        if not self._may_post():
+            return
         now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         ns = view.ref.namespace
         body = {

@@ -12,7 +12,7 @@ import asyncio
 import json
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -22,13 +22,12 @@ from yarl import URL
 from chatprovider.api.v1alpha1 import ChatProviderSpec
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.discovery import ModelsShapeError, parse_models
-from chatprovider.domain.durations import parse_duration
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.probe import CallOutcome, ProbeResult
 from chatprovider.domain.proxy import proxy_for
 from chatprovider.upstream.transport import EgressDenied, TransportProfile, Transports
 
-__all__ = ["ProbeRequest", "probe", "USER_AGENT"]
+__all__ = ["USER_AGENT", "ProbeRequest", "endpoint_of", "probe"]
 
 USER_AGENT = "chatprovider-operator/0.1"
 _MAX_REDIRECTS = 3
@@ -39,19 +38,27 @@ class ProbeRequest:
     """What to probe. ``api_key`` is secret: it is in no repr."""
 
     spec: ChatProviderSpec
+    endpoint: ResolvedEndpoint | InvalidEndpoint
+    """``spec.endpoint`` resolved, or why it cannot be (see :func:`endpoint_of`)."""
     api_key: str | None = field(repr=False)
     ca_pem: bytes | None = field(repr=False)
     references: tuple[Reason, str]
 
 
+def endpoint_of(spec: ChatProviderSpec) -> ResolvedEndpoint | InvalidEndpoint:
+    """``spec.endpoint`` resolved once per check, or the error that says why it cannot be."""
+    try:
+        return resolve_endpoint(spec.endpoint)
+    except InvalidEndpoint as exc:
+        return exc
+
+
 async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> ProbeResult:
-    spec = req.spec
+    spec, endpoint = req.spec, req.endpoint
     base = ProbeResult(references=req.references, static_models=tuple(spec.models.static),
                        allow=tuple(spec.models.allow))
-    try:
-        endpoint = resolve_endpoint(spec.endpoint)
-    except InvalidEndpoint as exc:
-        return _replace(base, endpoint_error=str(exc))
+    if isinstance(endpoint, InvalidEndpoint):
+        return replace(base, endpoint_error=str(endpoint))
     if req.references[0] not in (Reason.SECRET_RESOLVED, Reason.NO_SECRET_REQUIRED):
         return base
     proxy = proxy_for(endpoint.host, spec.proxy.url, spec.proxy.no_proxy) if spec.proxy else None
@@ -63,22 +70,15 @@ async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> P
                     "Accept-Encoding": "identity"})
     if req.api_key:
         headers["Authorization"] = f"Bearer {req.api_key}"
-    timeout = aiohttp.ClientTimeout(
-        total=parse_duration(spec.timeouts.request) + parse_duration(spec.timeouts.connect),
-        sock_connect=parse_duration(spec.timeouts.connect),
-    )
+    connect = spec.timeouts.connect.total_seconds()
+    timeout = aiohttp.ClientTimeout(total=spec.timeouts.request.total_seconds() + connect,
+                                    sock_connect=connect)
     call = _Caller(session, transports, endpoint, headers, timeout, body_limit, profile)
     models_call = await call.models() if spec.discovery.enabled else None
     verify_call = None
     if spec.verification.enabled and spec.verification.model:
         verify_call = await call.verify(spec.verification.model, spec.verification.max_tokens)
-    return _replace(base, models_call=models_call, verify_call=verify_call)
-
-
-def _replace(result: ProbeResult, **changes: Any) -> ProbeResult:
-    from dataclasses import replace
-
-    return replace(result, **changes)
+    return replace(base, models_call=models_call, verify_call=verify_call)
 
 
 class _Caller:
@@ -97,8 +97,8 @@ class _Caller:
         try:
             models = tuple(parse_models(payload))
         except ModelsShapeError as exc:
-            return _with(outcome, shape_error=str(exc))
-        return _with(outcome, models=models)
+            return replace(outcome, shape_error=str(exc))
+        return replace(outcome, models=models)
 
     async def verify(self, model: str, max_tokens: int) -> CallOutcome:
         body = {"model": model, "max_tokens": max_tokens, "stream": False,
@@ -107,7 +107,8 @@ class _Caller:
         if outcome.failure is None and outcome.status == 200:
             choices = payload.get("choices") if isinstance(payload, dict) else None
             if not isinstance(choices, list) or not choices:
-                return _with(outcome, shape_error="the answer is not an OpenAI chat completion")
+                return replace(outcome,
+                               shape_error="the answer is not an OpenAI chat completion")
         return outcome
 
     async def _call(self, method: str, url: str, body: Any) -> tuple[CallOutcome, Any]:
@@ -154,12 +155,6 @@ def _ms(start: float) -> int:
 
 def _fail(reason: Reason, detail: str, start: float) -> CallOutcome:
     return CallOutcome(failure=reason, detail=detail, latency_ms=_ms(start))
-
-
-def _with(outcome: CallOutcome, **changes: Any) -> CallOutcome:
-    from dataclasses import replace
-
-    return replace(outcome, **changes)
 
 
 def _chain(exc: BaseException) -> list[BaseException]:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
+from chatprovider.api.v1alpha1 import Condition
+
 __all__ = [
     "ConditionStatus",
     "ConditionType",
@@ -118,30 +120,23 @@ def summarize_ready(details: Sequence[DesiredCondition], ready_message: str) -> 
 
 
 def merge_conditions(
-    current: Iterable[dict[str, object]],
+    current: Iterable[Condition],
     desired: Iterable[DesiredCondition],
     now: str,
     generation: int,
-) -> list[dict[str, object]]:
-    """Desired conditions as status dicts; ``lastTransitionTime`` is kept when status is unchanged.
+) -> list[Condition]:
+    """The desired conditions as status conditions, as ``meta.SetStatusCondition`` does:
+    ``lastTransitionTime`` is kept while a condition's status is unchanged.
 
-    Conditions of other types (written by someone else) are preserved.
+    Only the operator's own condition types are returned: the status is server-side applied, so
+    conditions of other types (another manager's) are left as they are by the API server.
     """
-    existing = {str(c.get("type")): c for c in current}
-    out: list[dict[str, object]] = []
-    seen: set[str] = set()
-    for cond in desired:
-        old = existing.get(cond.type)
-        unchanged = old is not None and old.get("status") == cond.status
-        since = old.get("lastTransitionTime") if unchanged and old is not None else None
-        out.append({
-            "type": str(cond.type),
-            "status": cond.status,
-            "reason": str(cond.reason),
-            "message": cond.message,
-            "lastTransitionTime": since or now,
-            "observedGeneration": generation,
-        })
-        seen.add(cond.type)
-    out.extend(c for t, c in existing.items() if t not in seen and t not in set(ConditionType))
-    return out
+    since = {c.type: c.last_transition_time for c in current}
+    previous = {c.type: c.status for c in current}
+    return [
+        Condition(type=str(cond.type), status=cond.status, reason=str(cond.reason),
+                  message=cond.message, observed_generation=generation,
+                  last_transition_time=since[cond.type] if previous.get(cond.type) == cond.status
+                  else now)
+        for cond in desired
+    ]

@@ -78,6 +78,10 @@ class Assessment:
         return next(c for c in self.conditions if c.type is ConditionType.READY)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _c(t: ConditionType, ok: bool | None, reason: Reason, message: str) -> DesiredCondition:
     status: ConditionStatus = "Unknown" if ok is None else ("True" if ok else "False")
     return DesiredCondition(t, status, reason, message)
@@ -119,8 +123,7 @@ def assess(result: ProbeResult) -> Assessment:  # noqa: C901 - a flat decision t
         models = _assess_models(result, conds)
         _assess_verification(result, conds)
     details = [conds[t] for t in (ConditionType.SECRET_RESOLVED, *DETAIL_ORDER_AFTER_SECRET)]
-    n = len(models)
-    ready = summarize_ready(details, f"{n} model{'s' if n != 1 else ''} offered")
+    ready = summarize_ready(details, f"{_count(len(models), 'model')} offered")
     retry = Retry.NONE
     if ready.status == "False":
         retry = Retry.PERMANENT if ready.reason in PERMANENT_REASONS else Retry.TRANSIENT
@@ -143,8 +146,9 @@ def _assess_models(
     md = ConditionType.MODELS_DISCOVERED
     if call is None:  # discovery disabled
         models = offered_models((), static, allow)
-        conds[md] = (_c(md, True, Reason.STATIC_MODELS, f"discovery disabled; {len(models)} "
-                        "static models") if models else
+        conds[md] = (_c(md, True, Reason.STATIC_MODELS,
+                        f"discovery disabled; {_count(len(models), 'static model')}")
+                     if models else
                      _c(md, False, Reason.NO_MODELS, "discovery is disabled and "
                         "spec.models.static offers no model"))
         return models
@@ -158,7 +162,7 @@ def _assess_models(
         return []
     conds[ConditionType.ENDPOINT_REACHABLE] = _c(
         ConditionType.ENDPOINT_REACHABLE, True, Reason.REACHABLE,
-        f"the server answered in {call.latency_ms} ms")
+        "the server answered")
     status = call.status or 0
     if status in (404, 405):
         models = offered_models((), static, allow)
@@ -166,7 +170,8 @@ def _assess_models(
             ConditionType.AUTHENTICATED, None, Reason.NOT_VERIFIABLE,
             "the server does not offer GET /v1/models; enable verification to check the key")
         conds[md] = (_c(md, True, Reason.STATIC_MODELS,
-                        f"GET /v1/models answered {status}; using {len(models)} static models")
+                        f"GET /v1/models answered {status}; using "
+                        f"{_count(len(models), 'static model')}")
                      if models else
                      _c(md, False, Reason.MODELS_ROUTE_NOT_OFFERED,
                         f"GET /v1/models answered {status} and spec.models.static is empty: "
@@ -187,7 +192,7 @@ def _assess_models(
         conds[md] = _c(md, False, Reason.NO_MODELS, f"no models offered{why}")
     else:
         conds[md] = _c(md, True, Reason.MODELS_DISCOVERED,
-                       f"{len(models)} models offered ({len(call.models)} discovered)")
+                       f"{_count(len(models), 'model')} offered ({len(call.models)} discovered)")
     return models
 
 
@@ -214,7 +219,7 @@ def _assess_verification(result: ProbeResult, conds: dict[ConditionType, Desired
             conds[ConditionType.AUTHENTICATED] = _c(
                 ConditionType.AUTHENTICATED, True, Reason.AUTHENTICATED,
                 "the test message was accepted")
-        conds[v] = _c(v, True, Reason.VERIFIED, f"test message answered in {call.latency_ms} ms")
+        conds[v] = _c(v, True, Reason.VERIFIED, "the test message was answered")
     else:
         why = call.shape_error or f"answered {call.status}"
         conds[v] = _c(v, False, Reason.VERIFICATION_FAILED, f"test message: {why}")

@@ -1,24 +1,50 @@
 """Building the status a check implies, deciding whether it is worth a write, and which Events
-its transitions deserve. Pure: dictionaries in, dictionaries out."""
+its transitions deserve. Pure: typed statuses in, typed statuses out.
+
+What decides a write is what the status *says* (conditions, models, endpoints, the key version):
+measurements (``lastCheck``: when, and how long the calls took) never cause one on their own, so
+a periodic re-check that finds nothing new writes nothing. ``lastCheck`` is refreshed with every
+change, and at most every ``heartbeat`` seconds otherwise (a bound that can be 0: never).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from chatprovider.domain.conditions import merge_conditions
+from chatprovider.api.v1alpha1 import (
+    ChatProviderStatus,
+    Condition,
+    DiscoveredModel,
+    EndpointStatus,
+    LastCheck,
+)
+from chatprovider.domain.conditions import ConditionType, merge_conditions
 from chatprovider.domain.probe import Assessment
 
-__all__ = ["EventSpec", "StatusInputs", "build_status", "needs_write", "transitions"]
+__all__ = ["EventSpec", "StatusInputs", "build_status", "needs_write", "ready_condition",
+           "rfc3339", "transitions"]
 
 _MAX_NAMES_IN_EVENT = 10
+
+
+def rfc3339(when: dt.datetime) -> str:
+    """``when`` as Kubernetes writes times (seconds, UTC, ``Z``)."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    try:
+        return dt.datetime.fromisoformat(text) if text else None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
 class StatusInputs:
     generation: int
-    now: str
+    now: dt.datetime
     chat_completions_url: str | None
     models_url: str | None
     credential_version: str | None
@@ -26,48 +52,50 @@ class StatusInputs:
     verification_latency_ms: int | None
 
 
-def build_status(old: Mapping[str, Any], assessment: Assessment, inputs: StatusInputs
-                 ) -> dict[str, Any]:
-    """The complete new ``.status`` (every key present; None removes a field in a merge patch)."""
-    models = [
-        {k: v for k, v in (("id", m.id), ("source", m.source), ("ownedBy", m.owned_by)) if v}
-        for m in assessment.models
-    ]
+def build_status(old: ChatProviderStatus, assessment: Assessment, inputs: StatusInputs
+                 ) -> ChatProviderStatus:
+    """The complete new status (what is not in it disappears when it is applied)."""
+    now = rfc3339(inputs.now)
+    models = [DiscoveredModel(id=m.id, source="static" if m.source == "static" else "discovered",
+                              owned_by=m.owned_by)
+              for m in assessment.models]
     endpoints = None
     if inputs.chat_completions_url:
-        endpoints = {"chatCompletions": inputs.chat_completions_url, "models": inputs.models_url}
-    last_check = {"time": inputs.now, "latencyMs": inputs.latency_ms,
-                  "verificationLatencyMs": inputs.verification_latency_ms}
-    return {
-        "observedGeneration": inputs.generation,
-        "conditions": merge_conditions(old.get("conditions") or [], assessment.conditions,
-                                       inputs.now, inputs.generation),
-        "endpoints": endpoints,
-        "models": models,
-        "modelCount": len(models),
-        "lastCheck": {k: v for k, v in last_check.items() if v is not None},
-        "credentialVersion": inputs.credential_version,
-    }
-
-
-def _comparable(status: Mapping[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in status.items() if k != "lastCheck" and v not in (None, [], {})}
-    out["conditions"] = sorted(
-        ({k: v for k, v in c.items() if k != "lastTransitionTime"}
-         for c in status.get("conditions") or []),
-        key=lambda c: str(c.get("type")),
+        endpoints = EndpointStatus(chat_completions=inputs.chat_completions_url,
+                                   models=inputs.models_url)
+    return ChatProviderStatus(
+        observed_generation=inputs.generation,
+        conditions=merge_conditions(old.conditions, assessment.conditions, now,
+                                    inputs.generation),
+        endpoints=endpoints,
+        models=models,
+        model_count=len(models),
+        last_check=LastCheck(time=now, latency_ms=inputs.latency_ms,
+                             verification_latency_ms=inputs.verification_latency_ms),
+        credential_version=inputs.credential_version,
     )
-    return out
 
 
-def needs_write(old: Mapping[str, Any], new: Mapping[str, Any], *, refresh_after: float,
-                age_of_last_check: float | None) -> bool:
-    """Write when anything but ``lastCheck`` changed, or when ``lastCheck`` is older than
-    ``refresh_after`` seconds (so a periodic check is visible once per interval, and repeated
-    triggers without change cost nothing)."""
-    if _comparable(old) != _comparable(new):
+def _said(status: ChatProviderStatus) -> dict[str, Any]:
+    """What a status says, without its measurements and transition times."""
+    said = status.model_dump(exclude={"last_check"}, exclude_none=True)
+    said["conditions"] = sorted(
+        ({k: v for k, v in c.items() if k != "last_transition_time"}
+         for c in said.get("conditions") or []),
+        key=lambda c: str(c["type"]))
+    return said
+
+
+def needs_write(old: ChatProviderStatus, new: ChatProviderStatus, *, heartbeat: float,
+                now: dt.datetime) -> bool:
+    """Write when the status says something new, or (``heartbeat`` > 0) when the stored
+    ``lastCheck`` is older than ``heartbeat`` seconds."""
+    if _said(old) != _said(new):
         return True
-    return age_of_last_check is None or age_of_last_check >= refresh_after
+    if heartbeat <= 0:
+        return False
+    last = _parse_time(old.last_check.time if old.last_check else None)
+    return last is None or (now - last).total_seconds() >= heartbeat
 
 
 @dataclass(frozen=True)
@@ -77,8 +105,9 @@ class EventSpec:
     message: str
 
 
-def _ready(status: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    return next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+def ready_condition(status: ChatProviderStatus) -> Condition | None:
+    """The ``Ready`` condition of ``status``, if any."""
+    return next((c for c in status.conditions if c.type == ConditionType.READY), None)
 
 
 def _names(ids: list[str]) -> str:
@@ -87,26 +116,31 @@ def _names(ids: list[str]) -> str:
     return shown + (f" and {more} more" if more > 0 else "")
 
 
-def transitions(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[EventSpec]:
-    """Events for what changed between two statuses; nothing when nothing changed."""
+def transitions(old: ChatProviderStatus, new: ChatProviderStatus) -> list[EventSpec]:
+    """Events for what changed between two statuses; nothing when nothing changed.
+
+    Readiness: ``BecameReady``, ``BecameUnready``, or ``NotReady`` when the reason changes while
+    not Ready. The models offered (``status.models``): ``ModelsAdded`` and ``ModelsRemoved``
+    whenever the list gains or loses ids, the first Ready and a drop to none included. The key:
+    ``CredentialRotated`` when the Secret's version in use changes."""
     events: list[EventSpec] = []
-    before, after = _ready(old), _ready(new)
+    before, after = ready_condition(old), ready_condition(new)
     if after is not None:
-        was = before.get("status") if before else None
-        if after["status"] == "True" and was != "True":
-            events.append(EventSpec("Normal", "BecameReady", str(after.get("message", ""))))
-        elif after["status"] != "True" and (
-            was == "True" or (before or {}).get("reason") != after.get("reason")
+        was = before.status if before else None
+        if after.status == "True" and was != "True":
+            events.append(EventSpec("Normal", "BecameReady", after.message))
+        elif after.status != "True" and (
+            was == "True" or (before.reason if before else None) != after.reason
         ):
             events.append(EventSpec("Warning", "BecameUnready" if was == "True" else "NotReady",
-                                    f"{after.get('reason')}: {after.get('message', '')}"))
-    old_ids = {m["id"] for m in old.get("models") or []}
-    new_ids = {m["id"] for m in new.get("models") or []}
-    if old.get("conditions") and new_ids - old_ids:
+                                    f"{after.reason}: {after.message}"))
+    old_ids = {m.id for m in old.models}
+    new_ids = {m.id for m in new.models}
+    if new_ids - old_ids:
         events.append(EventSpec("Normal", "ModelsAdded", _names(sorted(new_ids - old_ids))))
-    if old_ids - new_ids and new_ids:
+    if old_ids - new_ids:
         events.append(EventSpec("Normal", "ModelsRemoved", _names(sorted(old_ids - new_ids))))
-    old_cred, new_cred = old.get("credentialVersion"), new.get("credentialVersion")
+    old_cred, new_cred = old.credential_version, new.credential_version
     if old_cred and new_cred and old_cred != new_cred:
         events.append(EventSpec("Normal", "CredentialRotated",
                                 f"now using API key version {new_cred}"))

@@ -100,6 +100,13 @@ class KubeClient:
         """PUT: with ``metadata.resourceVersion`` set, a compare-and-swap (409 if stale)."""
         return await self.request("PUT", path, body=body)
 
+    async def apply(self, path: str, body: JSON, *, field_manager: str,
+                    force: bool = True) -> JSON:
+        """Server-side apply of ``body`` (a whole object, as its field manager wants it)."""
+        return await self.request(
+            "PATCH", path, body=body, content_type="application/apply-patch+yaml",
+            params={"fieldManager": field_manager, "force": "true" if force else "false"})
+
     async def merge_patch(self, path: str, body: JSON) -> JSON:
         return await self.request("PATCH", path, body=body,
                                   content_type="application/merge-patch+json")

@@ -99,6 +99,10 @@ class ReferencedObjects:
                 self._ready[ref] = asyncio.Event()
                 self._tasks[ref] = asyncio.create_task(self._watch(ref), name=f"watch {ref}")
 
+    def loaded(self) -> bool:
+        """Whether every referenced object has been read at least once (present or not)."""
+        return all(event.is_set() for event in self._ready.values())
+
     def owners(self, ref: ObjectRef) -> frozenset[ProviderRef]:
         return frozenset(self._owners.get(ref, ()))
 

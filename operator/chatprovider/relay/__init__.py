@@ -12,7 +12,7 @@ Layers: wire format (:mod:`chatprovider.domain.request_body`, :mod:`chatprovider
 """
 
 from chatprovider.relay.server import Relay
-from chatprovider.relay.settings import AuthMode, BareModelPolicy, RelaySettings
+from chatprovider.settings import AuthMode, BareModelPolicy, RelaySettings
 
 __all__ = [
     "AuthMode",

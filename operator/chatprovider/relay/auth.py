@@ -30,7 +30,7 @@ from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.routing import ProviderKey
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.relay.cache import TTLCache
-from chatprovider.relay.settings import RelaySettings
+from chatprovider.settings import RelaySettings
 
 __all__ = ["Access", "Caller", "KubernetesAccess", "OpenAccess", "token_answer_ttl",
            "token_expiry"]

@@ -21,9 +21,9 @@ from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.guard import StreamGuard
 from chatprovider.relay.limiter import ProviderLimiter
 from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
-from chatprovider.relay.settings import AuthMode, BareModelPolicy, RelaySettings
 from chatprovider.relay.streaming import relay_stream
 from chatprovider.relay.target import Operation, Target, Targets
+from chatprovider.settings import AuthMode, BareModelPolicy, RelaySettings
 
 __all__ = ["Handlers"]
 

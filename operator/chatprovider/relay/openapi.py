@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatprovider.relay.settings import AuthMode, RelaySettings
+from chatprovider.settings import AuthMode, RelaySettings
 
 __all__ = ["openapi_document"]
 

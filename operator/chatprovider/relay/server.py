@@ -30,8 +30,8 @@ from chatprovider.relay.metrics import RelayMetrics
 from chatprovider.relay.middleware import error_middleware
 from chatprovider.relay.openapi import openapi_document
 from chatprovider.relay.playground import mount_playground
-from chatprovider.relay.settings import AuthMode, RelaySettings
 from chatprovider.relay.target import Targets
+from chatprovider.settings import AuthMode, RelaySettings
 from chatprovider.upstream.transport import Transports
 
 __all__ = ["Relay"]

@@ -12,7 +12,6 @@ import asyncio
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from chatprovider.domain.durations import parse_duration
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.proxy import proxy_for
@@ -77,11 +76,11 @@ class Targets:
         spec = view.spec
         try:
             endpoint = resolve_endpoint(spec.endpoint)
-            connect = parse_duration(spec.timeouts.connect)
-            first_byte = parse_duration(spec.timeouts.request)
-            idle = parse_duration(spec.timeouts.stream_idle)
-        except (InvalidEndpoint, ValueError) as exc:
+        except InvalidEndpoint as exc:
             raise _unavailable(str(view.ref), str(exc)) from None
+        connect = spec.timeouts.connect.total_seconds()
+        first_byte = spec.timeouts.request.total_seconds()
+        idle = spec.timeouts.stream_idle.total_seconds()
         proxy = None
         if spec.proxy is not None:
             proxy = proxy_for(endpoint.host, spec.proxy.url, spec.proxy.no_proxy)

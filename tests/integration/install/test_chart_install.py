@@ -66,7 +66,8 @@ def install(helm, kubeconfig: Path, directory: Path, name: str, values: dict[str
 
 @pytest.fixture(scope="module")
 def release(helm, kubeconfig, chatprovider_crd, tmp_path_factory) -> Iterator[Release]:
-    """The chart with default values (cluster-wide RBAC, relay embedded in the operator)."""
+    """The chart with default values (cluster-wide RBAC, the relay as its own Deployment, the
+    operator's replicas electing a leader)."""
     rel = install(helm, kubeconfig, tmp_path_factory.mktemp("release"), "cpo", {})
     yield rel
     helm("uninstall", rel.name, "--namespace", rel.namespace, kubeconfig=kubeconfig,
@@ -109,8 +110,10 @@ def run_as(processes, kubeconfig_for, mint_token, release: Release, account: str
     """Run ``chatprovider <argv>`` with a token minted for the chart's ServiceAccount."""
     token = mint_token(release.namespace, account)
     config = kubeconfig_for(token, account)
-    return processes([str(VENV_BIN / "chatprovider"), *argv, "--kubeconfig", str(config),
-                      "--log-format", "json"], log)
+    # In a pod the chart sets POD_NAMESPACE (the Lease's namespace) from the downward API.
+    lease = ["--lease-namespace", release.namespace] if argv[0] == "run" else []
+    return processes([str(VENV_BIN / "chatprovider"), *argv, *lease, "--kubeconfig",
+                      str(config), "--log-format", "json"], log)
 
 
 def chat(port: int, token: str, model: str) -> httpx.Response:
@@ -170,7 +173,7 @@ def check_matrix(kubectl, subject: str, matrix: list[tuple[bool, str]]) -> None:
     assert not wrong, f"{subject}:\n" + "\n".join(wrong)
 
 
-# --- default install: cluster-wide, relay embedded ------------------------------------------------
+# --- default install: cluster-wide, relay separate, leader election -------------------------------
 
 
 def test_install_prints_how_to_start(release: Release) -> None:
@@ -184,8 +187,10 @@ def test_operator_reconciles_with_exactly_the_charts_permissions(
         tmp_path) -> None:
     relay_port = free_port()
     operator = run_as(processes, kubeconfig_for, mint_token, release, release.operator_sa,
-                      ["run", "--health-port", "0", "--relay-host", "127.0.0.1",
-                       "--relay-port", str(relay_port)], tmp_path / "operator.log")
+                      ["run", "--health-port", "0", "--no-relay"], tmp_path / "operator.log")
+    relay = run_as(processes, kubeconfig_for, mint_token, release, release.relay_sa,
+                   ["relay", "--relay-host", "127.0.0.1", "--relay-port", str(relay_port)],
+                   tmp_path / "relay.log")
     with DevServer("vllm", api_keys={"provider-key"}) as upstream:
         create_provider(k8s, namespace, "vllm", upstream, "llm-key")
         seconds = wait_ready(k8s, namespace, "vllm", operator)
@@ -193,13 +198,13 @@ def test_operator_reconciles_with_exactly_the_charts_permissions(
         assert any(r.path == "/v1/models" and r.api_key == "provider-key"
                    for r in upstream.requests)
 
-        # the embedded relay, called by an app bound to the chart's chatprovider-user role
+        # the relay, called by an app bound to the chart's chatprovider-user role
         kubectl("create", "rolebinding", "app-uses-providers", "-n", namespace,
                 "--clusterrole=chatprovider-user", f"--serviceaccount={namespace}:app")
         app = mint_token(namespace, "app", audience=RELAY_AUDIENCE)
         model = f"{namespace}/vllm/{upstream.models[0]}"
-        wait_relay(relay_port, operator)
-        answer = wait_chat(relay_port, app, model, operator)
+        wait_relay(relay_port, relay)
+        answer = wait_chat(relay_port, app, model, relay)
         assert answer.status_code == 200, answer.text
         assert answer.json()["choices"][0]["message"]["content"]
         stranger = chat(relay_port, mint_token(namespace, "stranger", audience=RELAY_AUDIENCE),
@@ -209,8 +214,10 @@ def test_operator_reconciles_with_exactly_the_charts_permissions(
     events = kubectl("get", "events", "-n", namespace, "-o",
                      "jsonpath={.items[*].reason}").stdout.split()
     assert "BecameReady" in events  # posted with the chart's events: create
+    assert relay.stop() == 0
     assert operator.stop() == 0
     assert_no_permission_errors(operator)
+    assert_no_permission_errors(relay)
 
 
 def test_operator_account_can_do_only_its_job(release, kubectl, namespace) -> None:
@@ -222,9 +229,18 @@ def test_operator_account_can_do_only_its_job(release, kubectl, namespace) -> No
         (True, f"create events -n {namespace}"),
         (True, f"get secrets -n {namespace}"),
         (True, f"watch configmaps -n {namespace}"),
-        (True, "create tokenreviews.authentication.k8s.io"),
-        (True, "create subjectaccessreviews.authorization.k8s.io"),
+        (False, "create tokenreviews.authentication.k8s.io"),  # the relay is separate
+        (False, "create subjectaccessreviews.authorization.k8s.io"),
         (True, "watch customresourcedefinitions.apiextensions.k8s.io"),
+        # leader election: its own Lease only, in the release namespace
+        (True, f"create leases.coordination.k8s.io -n {release.namespace}"),
+        (True, f"get leases.coordination.k8s.io/chatprovider-operator -n {release.namespace}"),
+        (True, f"update leases.coordination.k8s.io/chatprovider-operator"
+               f" -n {release.namespace}"),
+        (False, f"update leases.coordination.k8s.io/other -n {release.namespace}"),
+        (False, f"delete leases.coordination.k8s.io/chatprovider-operator"
+                f" -n {release.namespace}"),
+        (False, f"create leases.coordination.k8s.io -n {namespace}"),
         (False, f"update chatproviders.ai.chatprovider.dev -n {namespace}"),
         (False, f"patch chatproviders.ai.chatprovider.dev -n {namespace}"),
         (False, f"create chatproviders.ai.chatprovider.dev -n {namespace}"),

@@ -34,6 +34,7 @@ SERVICEMONITOR_CRD = {
 #: name -> values; "{ns}" in watchNamespaces becomes an existing namespace.
 COMBINATIONS: dict[str, dict[str, Any]] = {
     "default": {},
+    "relay-embedded": {"relay": {"mode": "embedded"}, "operator": {"replicas": 1}},
     "relay-separate": {"relay": {"mode": "separate", "replicas": 3}},
     "relay-none": {"relay": {"mode": "none"}},
     "relay-auth-none": {"relay": {"auth": "none"}},
@@ -88,7 +89,7 @@ def test_the_api_server_accepts_every_object(name, render, kubectl, k8s, chatpro
     assert "created (server dry run)" in proc.stdout or "configured" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["default", "relay-separate"])
+@pytest.mark.parametrize("name", ["default", "relay-embedded"])
 def test_pods_pass_the_restricted_pod_security_standard(name, render, k8s, kubectl) -> None:
     """Each Deployment's pod, created (dry run) where Pod Security admission enforces
     `restricted`: the API server refuses a pod that is not."""
@@ -97,7 +98,7 @@ def test_pods_pass_the_restricted_pod_security_standard(name, render, k8s, kubec
         "pod-security.kubernetes.io/enforce": "restricted",
         "pod-security.kubernetes.io/enforce-version": "latest"}}})
     deployments = find(render(_values(name, ns), namespace=ns), "Deployment")
-    assert len(deployments) == (2 if name == "relay-separate" else 1)
+    assert len(deployments) == (1 if name == "relay-embedded" else 2)
     for deployment in deployments:
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": deployment["metadata"]["name"], "namespace": ns},
@@ -130,12 +131,16 @@ def test_the_crd_is_the_generated_one(render) -> None:
     assert not find(render({"crds": {"install": False}}), "CustomResourceDefinition")
 
 
-def test_the_operator_is_one_restricted_replica(render) -> None:
-    deployment = one(render(), "Deployment")
+def test_the_operator_runs_restricted_replicas_that_elect_a_leader(render) -> None:
+    objects = render()
+    deployment = one(objects, "Deployment", "cpo-chatprovider-operator")
     spec = deployment["spec"]
-    assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
+    assert spec["replicas"] == 2
+    assert spec["strategy"] == {"type": "RollingUpdate",
+                                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}}
+    pdb = one(objects, "PodDisruptionBudget", "cpo-chatprovider-operator")
+    assert pdb["spec"]["maxUnavailable"] == 1
     pod = spec["template"]["spec"]
-    assert pod["terminationGracePeriodSeconds"] > 30  # the relay drains for 30 s
     assert pod["securityContext"] == {
         "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532, "fsGroup": 65532,
         "seccompProfile": {"type": "RuntimeDefault"}}
@@ -145,15 +150,50 @@ def test_the_operator_is_one_restricted_replica(render) -> None:
         "allowPrivilegeEscalation": False, "privileged": False, "readOnlyRootFilesystem": True,
         "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
     assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert "readinessProbe" not in container  # the relay is its own Deployment by default
     env = env_of(container)
     assert env["CHATPROVIDER_EGRESS_DENY"].split(",") == ["127.0.0.0/8", "::1/128"]
+    assert env["CHATPROVIDER_RELAY"] == "false"
+    assert env["CHATPROVIDER_LEADER_ELECTION"] == "true"
+    assert env["CHATPROVIDER_LEASE_NAME"] == "chatprovider-operator"
+    assert env["CHATPROVIDER_NAMESPACES"] == ","  # a lone comma: no namespace, all of them
+    for name, path in (("POD_ID", "metadata.name"), ("POD_NAMESPACE", "metadata.namespace")):
+        item = next(e for e in container["env"] if e["name"] == name)
+        assert item["valueFrom"] == {"fieldRef": {"fieldPath": path}}
+    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    lease_role = one(objects, "Role", "cpo-chatprovider-operator-leader-election",
+                     "chatprovider-system")
+    assert _rules(lease_role) == {
+        ("coordination.k8s.io", "leases", "create", ()),
+        ("coordination.k8s.io", "leases", "get", ("chatprovider-operator",)),
+        ("coordination.k8s.io", "leases", "update", ("chatprovider-operator",))}
+
+
+def test_the_embedded_relay_runs_in_the_operator_pods(render) -> None:
+    objects = render({"relay": {"mode": "embedded"}})
+    [deployment] = find(objects, "Deployment")
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] > 30
+    env = env_of(container)
     assert env["CHATPROVIDER_RELAY"] == "true"
     assert env["CHATPROVIDER_RELAY_AUTH"] == "kubernetes"
-    assert "CHATPROVIDER_NAMESPACES" not in env
-    pod_id = next(e for e in container["env"] if e["name"] == "POD_ID")
-    assert pod_id["valueFrom"] == {"fieldRef": {"fieldPath": "metadata.name"}}
-    assert {m["mountPath"] for m in container["volumeMounts"]} == {"/tmp"}
+    assert env["CHATPROVIDER_RELAY_TOKEN_AUDIENCES"] == "chatprovider-relay"
+
+
+def test_every_setting_reaches_the_deployments_environment(render) -> None:
+    """The chart's env is generated from the settings models: each command's pod gets a
+    variable for every setting that has a chart value."""
+    from chatprovider.cli.options import options
+
+    objects = render()
+    for deployment, command in (("cpo-chatprovider-operator", "run"),
+                                ("cpo-chatprovider-operator-relay", "relay")):
+        container = one(objects, "Deployment", deployment)["spec"]["template"]["spec"][
+            "containers"][0]
+        env = env_of(container)
+        wanted = {o.envvar for o in options(command) if o.info.chart}
+        assert wanted <= set(env), sorted(wanted - set(env))
 
 
 def test_the_separate_relay_scales_and_the_operator_drops_its_relay(render) -> None:
@@ -178,11 +218,12 @@ def test_the_separate_relay_scales_and_the_operator_drops_its_relay(render) -> N
     assert "replicas" not in one(scaled, "Deployment", "cpo-chatprovider-operator-relay")["spec"]
     hpa = one(scaled, "HorizontalPodAutoscaler")
     assert hpa["spec"]["scaleTargetRef"]["name"] == "cpo-chatprovider-operator-relay"
-    assert one(scaled, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert one(scaled, "PodDisruptionBudget",
+               "cpo-chatprovider-operator-relay")["spec"]["maxUnavailable"] == 1
 
 
 def test_the_embedded_relay_service_selects_the_operator(render) -> None:
-    service = one(render(), "Service")
+    service = one(render({"relay": {"mode": "embedded"}}), "Service")
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "operator"
     assert not find(render({"relay": {"mode": "none"}}), "Service")
 
@@ -201,7 +242,7 @@ PROVIDERS = {(CP, "chatproviders", v, ()) for v in ("get", "list", "watch")}
 
 
 def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
-    objects = render()
+    objects = render({"relay": {"mode": "embedded"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator")
     assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH | {
         (CP, "chatproviders/status", "patch", ()), ("", "events", "create", ())}
@@ -211,8 +252,7 @@ def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
                                       "cpo-chatprovider-operator",
                                       "namespace": "chatprovider-system"}]
     # no relay, or no kubernetes auth: no review permissions
-    for values in ({"relay": {"mode": "none"}}, {"relay": {"auth": "none"}},
-                   {"relay": {"mode": "separate"}}):
+    for values in ({"relay": {"mode": "none"}}, {"relay": {"auth": "none"}}, {}):
         names = {b["metadata"]["name"] for b in find(render(values), "ClusterRoleBinding")}
         assert "cpo-chatprovider-operator-auth-delegator" not in names, values
 
@@ -286,7 +326,7 @@ def test_service_monitor_scrapes_the_relay(render) -> None:
     ({"relay": {"mode": "sidecar"}}, "/relay/mode"),
     ({"relay": {"auth": "basic"}}, "/relay/auth"),
     ({"egress": {"deny": ["localhost"]}}, "/egress/deny/0"),
-    ({"operator": {"replicas": 2}}, "replicas"),
+    ({"operator": {"replicas": 0}}, "/operator/replicas"),
     ({"typo": True}, "typo"),
     ({"image": {"digest": "latest"}}, "/image/digest"),
     ({"rbac": {"namespaced": True}}, "needs watchNamespaces"),

@@ -1,0 +1,166 @@
+"""The watch of ChatProviders, through kopf: the operator and the standalone relay both run it.
+
+:class:`ProviderWatch` first lists the providers itself (so that a process knows when it has
+seen them all: the relay is ready only then, and after the Secrets they reference are loaded),
+then lets kopf watch.
+
+Handlers are registered on a registry built here (no import-time registration into kopf's global
+registry), and each is a thin adapter: ChatProvider events go to an observer (the operator's
+reconciler, or the relay's feed). Only ``on.event`` is used: it stores nothing on the objects
+(no ``last-handled-configuration`` annotation, no finalizer), so the status the operator applies
+is its only write, and deleting a provider is never blocked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any, cast
+
+import kopf
+
+from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
+from chatprovider.kube.client import ApiError, KubeClient
+from chatprovider.kube.config import KubeConfig
+from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.settings import OperatorSettings
+
+__all__ = ["Observer", "ProviderWatch", "build_kopf_registry", "configure_kopf", "run_kopf"]
+
+Observer = Callable[[str, Mapping[str, Any]], None]
+log = logging.getLogger(__name__)
+
+
+def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None
+                   ) -> None:
+    """kopf settings shared by the operator and the standalone relay (watch timeouts from
+    ``ours``)."""
+    ours = ours or OperatorSettings()
+    # A watch that goes silent (nolar/kopf#585) is re-established: the server ends each watch
+    # after server_timeout, the client gives up after client_timeout in total, or after
+    # inactivity_timeout without any event (the API server sends bookmarks in between).
+    settings.watching.server_timeout = int(ours.watch_server_timeout)  # timeoutSeconds
+    settings.watching.client_timeout = ours.watch_client_timeout
+    settings.watching.inactivity_timeout = ours.watch_inactivity_timeout
+    settings.watching.connect_timeout = 10
+    settings.watching.reconnect_backoff = 1.0
+    # kopf would otherwise post its log lines as Kubernetes Events; we post our own, deliberately.
+    settings.posting.enabled = False
+    settings.networking.request_timeout = 30
+
+
+def connection_info(config: KubeConfig) -> kopf.ConnectionInfo:
+    """kopf's credentials, from the same :class:`KubeConfig` our own client uses."""
+    token = config.bearer_token()
+    return kopf.ConnectionInfo(
+        server=config.server,
+        ca_path=config.ca_file,
+        insecure=not config.verify_ssl,
+        scheme="Bearer" if token else None,
+        token=token,
+        certificate_path=config.cert_file,
+        private_key_path=config.key_file,
+    )
+
+
+def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int],
+                        settings: OperatorSettings | None = None) -> kopf.OperatorRegistry:
+    """A registry whose ChatProvider events go to ``observe(event_type, body)``."""
+    registry = kopf.OperatorRegistry()
+    ours = settings
+
+    @kopf.on.startup(registry=registry)
+    async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure_kopf(settings, ours)
+
+    @kopf.on.login(registry=registry)
+    async def _login(**_: Any) -> kopf.ConnectionInfo:
+        return connection_info(config)
+
+    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
+    async def _on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        observe(type or "ADDED", body)
+
+    @kopf.on.probe(id="providers", registry=registry)
+    async def _providers(**_: Any) -> int:
+        return liveness()
+
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    return registry
+
+
+async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
+                   stop_flag: asyncio.Event, liveness_port: int | None = None) -> None:
+    """Watch until ``stop_flag``. Every replica watches (kopf's peering is off): the operator's
+    replicas coordinate through their own Lease (:mod:`chatprovider.controller.leader`)."""
+    await kopf.operator(
+        registry=registry,
+        clusterwide=not settings.namespaces,
+        namespaces=list(settings.namespaces),
+        standalone=True,
+        # kopf would otherwise call getpass.getuser(), which fails for a uid with no passwd
+        # entry (any non-root uid in a slim image).
+        identity=cast(Any, f"{socket.gethostname()}/{os.getpid()}"),  # kopf's Identity NewType
+        stop_flag=stop_flag,
+        liveness_endpoint=f"http://0.0.0.0:{liveness_port}/healthz" if liveness_port else None,
+    )
+
+
+class ProviderWatch:
+    """ChatProviders, listed once and then watched, handed to ``observe``; :meth:`synced` says
+    whether every provider has been seen and every object they reference read."""
+
+    def __init__(self, settings: OperatorSettings, config: KubeConfig, kube: KubeClient,
+                 objects: ReferencedObjects, observe: Observer,
+                 liveness: Callable[[], int]) -> None:
+        self._settings, self._kube, self._objects = settings, kube, objects
+        self._observe = observe
+        self._registry = build_kopf_registry(observe, config=config, liveness=liveness,
+                                             settings=settings)
+        self.listed = asyncio.Event()
+
+    def synced(self) -> bool:
+        return self.listed.is_set() and self._objects.loaded()
+
+    async def list_once(self) -> int:
+        """List every ChatProvider in scope and observe each; the number listed."""
+        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}"
+                 for ns in self._settings.namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+        bodies: list[dict[str, Any]] = []
+        for path in paths:
+            bodies.extend((await self._kube.get(path)).get("items") or [])
+        for body in bodies:
+            self._observe("ADDED", body)
+        self.listed.set()
+        return len(bodies)
+
+    async def _list_until_done(self, stop: asyncio.Event) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                count = await self.list_once()
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
+                log.info("listing ChatProviders failed (%s); retrying", exc)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await stop.wait()
+                delay = min(delay * 2, 10.0)
+                continue
+            log.info("listed %d ChatProviders", count)
+            return
+
+    async def run(self, stop: asyncio.Event, liveness_port: int | None = None) -> None:
+        """List, then watch with kopf until ``stop``."""
+        lister = asyncio.create_task(self._list_until_done(stop), name="initial list")
+        try:
+            await run_kopf(self._registry, self._settings, stop, liveness_port)
+        finally:
+            lister.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await lister
