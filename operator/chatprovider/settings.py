@@ -95,16 +95,19 @@ class SettingInfo(BaseModel):
     """The flag, when it is not derived from the field's name."""
     short: str | None = None
     """A one-letter alias (``-n``)."""
+    item_pattern: str | None = None
+    """For a list: the regular expression each item matches (the chart's schema checks it)."""
     env: str | None = None
     """The environment variable, when it is not derived from the flag."""
 
 
 def setting(default: Any, *, commands: tuple[str, ...] = _RUN, chart: str | None = None,
             not_in_chart: str | None = None, flag: str | None = None, short: str | None = None,
-            env: str | None = None, **constraints: Any) -> Any:
+            env: str | None = None, item_pattern: str | None = None,
+            **constraints: Any) -> Any:
     """A field of a settings model, with where else it can be set (:class:`SettingInfo`)."""
     info = SettingInfo(commands=commands, chart=chart, not_in_chart=not_in_chart, flag=flag,
-                       short=short, env=env)
+                       short=short, env=env, item_pattern=item_pattern)
     if (chart is None) == (not_in_chart is None):
         raise ValueError("a setting has a chart value, or says why it has none")
     return Field(default, json_schema_extra={"setting": info.model_dump()}, **constraints)
@@ -114,6 +117,10 @@ def setting_info(model: type[BaseModel], name: str) -> SettingInfo:
     extra = model.model_fields[name].json_schema_extra
     assert isinstance(extra, dict)
     return SettingInfo.model_validate(extra["setting"])
+
+
+#: The shape of a CIDR (the models parse it; the chart's schema refuses e.g. ``localhost``).
+_CIDR = r"^[0-9a-fA-F:.]+/[0-9]{1,3}$"
 
 
 class _Settings(BaseModel):
@@ -135,9 +142,11 @@ class OperatorSettings(_Settings):
         (), commands=_BOTH, chart="watchNamespaces", flag="--namespace", short="-n",
         env="CHATPROVIDER_NAMESPACES")
     """Watch ChatProviders (and read Secrets) in these namespaces only; empty: all."""
-    egress_allow: tuple[str, ...] = setting((), commands=_BOTH, chart="egress.allow")
+    egress_allow: tuple[str, ...] = setting((), commands=_BOTH, chart="egress.allow",
+                                            item_pattern=_CIDR)
     """When set, only these CIDRs may be connected to (probes and relayed requests)."""
-    egress_deny: tuple[str, ...] = setting((), commands=_BOTH, chart="egress.deny")
+    egress_deny: tuple[str, ...] = setting((), commands=_BOTH, chart="egress.deny",
+                                           item_pattern=_CIDR)
     """These CIDRs may never be connected to, on top of the built-in list (link-local, cloud
     metadata, 0.0.0.0/8, multicast, broadcast)."""
     require_secret_label: bool = setting(False, commands=_BOTH, chart="requireSecretLabel")

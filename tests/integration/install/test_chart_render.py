@@ -178,7 +178,7 @@ def test_the_embedded_relay_runs_in_the_operator_pods(render) -> None:
     env = env_of(container)
     assert env["CHATPROVIDER_RELAY"] == "true"
     assert env["CHATPROVIDER_RELAY_AUTH"] == "kubernetes"
-    assert env["CHATPROVIDER_RELAY_TOKEN_AUDIENCES"] == "chatprovider-relay"
+    assert env["CHATPROVIDER_RELAY_TOKEN_AUDIENCE"] == "chatprovider-relay"
 
 
 def test_every_setting_reaches_the_deployments_environment(render) -> None:
@@ -310,7 +310,8 @@ def test_network_policy_opens_only_the_relay_port(render) -> None:
     assert rule["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert rule["from"] == [{"namespaceSelector": {"matchLabels": {"relay-access": "true"}}}]
     assert relay["spec"]["policyTypes"] == ["Ingress", "Egress"]
-    default = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy")
+    default = one(render({"networkPolicy": {"enabled": True}}), "NetworkPolicy",
+                  "cpo-chatprovider-operator-relay")
     assert default["spec"]["policyTypes"] == ["Ingress"]  # egress unrestricted unless given
     assert "from" not in default["spec"]["ingress"][0]
 

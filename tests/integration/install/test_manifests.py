@@ -44,11 +44,11 @@ def test_the_kustomization_lists_every_file() -> None:
 def test_the_api_server_accepts_the_kustomization(kubectl, k8s, chatprovider_crd) -> None:
     built = kubectl("kustomize", str(MANIFESTS)).stdout
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
-    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "ServiceAccount",
-                            "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole",
-                            "ClusterRoleBinding", "ClusterRoleBinding", "Service",
-                            "Deployment", "ValidatingAdmissionPolicy",
-                            "ValidatingAdmissionPolicyBinding"])
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition",
+                            *["ServiceAccount"] * 2, *["ClusterRole"] * 5,
+                            *["ClusterRoleBinding"] * 3, "Role", "RoleBinding", "Service",
+                            *["Deployment"] * 2, *["PodDisruptionBudget"] * 2,
+                            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
     # a server-side dry run cannot create the namespace its objects go into: create it first
     try:
         k8s_client.CoreV1Api(k8s).create_namespace({"metadata": {

@@ -82,7 +82,10 @@ def _schema_of(option: Option) -> dict[str, Any]:
     kind = _kind(option)
     node: dict[str, Any]
     if kind is tuple:
-        node = {"type": "array", "items": {"type": "string", "minLength": 1}}
+        items: dict[str, Any] = {"type": "string", "minLength": 1}
+        if option.info.item_pattern:
+            items["pattern"] = option.info.item_pattern
+        node = {"type": "array", "items": items}
     elif isinstance(kind, type) and issubclass(kind, enum.Enum):
         node = {"type": "string", "enum": [m.value for m in kind]}
     elif kind is bool:
@@ -109,6 +112,16 @@ def _sentence(text: str) -> str:
     return (first + ".").replace("`", "")
 
 
+#: The description of each group of chart values that holds settings.
+_GROUPS = {
+    "egress": "Outbound address policy of operator and relay.",
+    "watch": "How the ChatProvider watch is kept alive.",
+    "operator": "The operator's Deployment and control loop.",
+    "operator.leaderElection": "The Lease that elects the one replica that writes status.",
+    "relay": "The relay: embedded in the operator's pods or a Deployment of its own.",
+}
+
+
 def render_schema(current: dict[str, Any]) -> dict[str, Any]:
     """``current`` with the node of every chart setting set from the models (its other nodes,
     and the other keys of a setting's node, untouched)."""
@@ -122,9 +135,10 @@ def render_schema(current: dict[str, Any]) -> dict[str, Any]:
             seen.add(path)
             node = schema
             *parents, leaf = path.split(".")
-            for name in parents:
+            for depth, name in enumerate(parents, 1):
                 node = node.setdefault("properties", {}).setdefault(
                     name, {"type": "object", "additionalProperties": False})
+                node.setdefault("description", _GROUPS[".".join(parents[:depth])])
             props = node.setdefault("properties", {})
             kept = {k: v for k, v in props.get(leaf, {}).items()
                     if k not in ("type", "items", "enum", "minimum", "maximum",
