@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.objects import ReferencedObjects
-from chatprovider.registry import ProviderRef, ProviderView, Registry, view_from_body
+from chatprovider.registry import ProviderView, Registry, view_from_body
 
 __all__ = ["Feed", "ref_of"]
 

@@ -6,26 +6,16 @@ hot path, so reads are plain dictionary look-ups with no locking (single event l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
 
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
+from chatprovider.domain.routing import ProviderRef
 
-__all__ = ["ObjectRef", "ProviderRef", "ProviderView", "Registry", "view_from_body"]
-
-
-@dataclass(frozen=True, order=True)
-class ProviderRef:
-    """Namespace and name of a ChatProvider."""
-
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.namespace}/{self.name}"
+__all__ = ["ObjectRef", "ProviderView", "Registry", "view_from_body"]
 
 
 @dataclass(frozen=True, order=True)
@@ -102,28 +92,20 @@ def _status(raw: Any) -> ChatProviderStatus:
         return ChatProviderStatus()
 
 
-Listener = Callable[[ProviderRef, ProviderView | None], None]
-
-
 class Registry:
-    """ChatProviders by reference, with change listeners and a version for cache keys."""
+    """ChatProviders by reference, with a version that moves on every change (a cache key)."""
 
     def __init__(self) -> None:
         self._views: dict[ProviderRef, ProviderView] = {}
-        self._listeners: list[Listener] = []
         self.version = 0
 
     def upsert(self, view: ProviderView) -> None:
         self._views[view.ref] = view
         self.version += 1
-        for listener in self._listeners:
-            listener(view.ref, view)
 
     def remove(self, ref: ProviderRef) -> None:
         if self._views.pop(ref, None) is not None:
             self.version += 1
-            for listener in self._listeners:
-                listener(ref, None)
 
     def get(self, ref: ProviderRef) -> ProviderView | None:
         return self._views.get(ref)
@@ -133,6 +115,3 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._views)
-
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)

@@ -15,7 +15,7 @@ from chatprovider.domain.endpoint import InvalidEndpoint, resolve_endpoint
 from chatprovider.domain.routing import (
     Catalog,
     CatalogEntry,
-    ProviderKey,
+    ProviderRef,
     RoutingError,
     candidates,
     route,
@@ -107,20 +107,20 @@ _NAMES = st.sampled_from(["vllm", "ollama", "x.y", "m"])
 _MODELS = st.sampled_from(["llama", "team-a/vllm/llama", "a/b", "m:1", "team-b/ollama/x",
                            "c/m/team-a/vllm/llama", "x", "", " ", "team-a/vllm"])
 _ENTRIES = st.lists(
-    st.builds(CatalogEntry, st.builds(ProviderKey, _NS, _NAMES), st.booleans(),
+    st.builds(CatalogEntry, st.builds(ProviderRef, _NS, _NAMES), st.booleans(),
               st.lists(_MODELS.filter(bool), max_size=4).map(tuple)),
     max_size=8, unique_by=lambda e: e.key)
 
 
 @FAST
-@given(_ENTRIES, st.sets(st.builds(ProviderKey, _NS, _NAMES)), _MODELS | st.text(max_size=30),
-       st.none() | st.builds(ProviderKey, _NS, _NAMES), st.booleans())
+@given(_ENTRIES, st.sets(st.builds(ProviderRef, _NS, _NAMES)), _MODELS | st.text(max_size=30),
+       st.none() | st.builds(ProviderRef, _NS, _NAMES), st.booleans())
 def test_routes_only_to_ready_providers_the_caller_may_use(entries, allowed, model, pin,
                                                            failover) -> None:
     catalog = Catalog.build(entries)
-    asked: list[ProviderKey] = []
+    asked: list[ProviderRef] = []
 
-    def may_use(key: ProviderKey) -> bool:
+    def may_use(key: ProviderRef) -> bool:
         asked.append(key)
         return key in allowed
 
@@ -128,7 +128,7 @@ def test_routes_only_to_ready_providers_the_caller_may_use(entries, allowed, mod
         routes = route(model, catalog, may_use, pin, failover=failover)
     except RoutingError as exc:
         for qualified in exc.candidates:  # what an error lists is usable by the caller
-            key = ProviderKey(*qualified.split("/", 2)[:2])
+            key = ProviderRef(*qualified.split("/", 2)[:2])
             assert key in allowed and catalog.entries[key].ready, (qualified, exc)
         routes = ()
     for chosen in routes:

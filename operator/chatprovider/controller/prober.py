@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import ssl
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -25,7 +24,8 @@ from chatprovider.domain.discovery import ModelsShapeError, parse_models
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.probe import CallOutcome, ProbeResult
 from chatprovider.domain.proxy import proxy_for
-from chatprovider.upstream.transport import EgressDenied, TransportProfile, Transports
+from chatprovider.upstream.failures import classify
+from chatprovider.upstream.transport import TransportProfile, Transports
 
 __all__ = ["USER_AGENT", "ProbeRequest", "endpoint_of", "probe"]
 
@@ -145,8 +145,8 @@ class _Caller:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified, never re-raised with the key
-            reason, detail = classify_transport_error(exc)
-            return _fail(reason, detail, start), None
+            failure = classify(exc)
+            return _fail(failure.kind.reason, failure.detail, start), None
 
 
 def _ms(start: float) -> int:
@@ -155,43 +155,3 @@ def _ms(start: float) -> int:
 
 def _fail(reason: Reason, detail: str, start: float) -> CallOutcome:
     return CallOutcome(failure=reason, detail=detail, latency_ms=_ms(start))
-
-
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    cur: BaseException | None = exc
-    while cur is not None and cur not in seen:
-        seen.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    return seen
-
-
-def classify_transport_error(exc: BaseException) -> tuple[Reason, str]:
-    """Map a client exception to a reason and a short message without any header value."""
-    chain = _chain(exc)
-    for e in chain:
-        if isinstance(e, EgressDenied):
-            return Reason.EGRESS_DENIED, str(e)
-    for e in chain:
-        if isinstance(e, aiohttp.ClientConnectorCertificateError):
-            e = e.certificate_error  # aiohttp's wrapper subclasses ssl.CertificateError
-        if isinstance(e, ssl.SSLCertVerificationError):
-            msg = str(getattr(e, "verify_message", None) or e).lower()
-            if getattr(e, "verify_code", None) == 62 or "hostname" in msg or \
-                    "ip address mismatch" in msg:
-                return Reason.TLS_HOSTNAME_MISMATCH, f"certificate does not match the host: {msg}"
-            return Reason.TLS_UNKNOWN_AUTHORITY, f"certificate not trusted: {msg}"
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
-        return Reason.PROXY_ERROR, "could not connect through the proxy"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return Reason.DNS_FAILURE, "the host name could not be resolved"
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return Reason.TLS_ERROR, f"TLS handshake failed ({type(exc).__name__})"
-    for e in chain:
-        if isinstance(e, ConnectionRefusedError):
-            return Reason.CONNECTION_REFUSED, "connection refused"
-    if isinstance(exc, TimeoutError | asyncio.TimeoutError | aiohttp.ServerTimeoutError):
-        return Reason.TIMEOUT, "no answer within the timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return Reason.CONNECTION_FAILED, f"could not connect ({exc.os_error.strerror or 'error'})"
-    return Reason.CONNECTION_FAILED, f"connection failed ({type(exc).__name__})"

@@ -31,10 +31,11 @@ from chatprovider.controller.status import StatusApplier
 from chatprovider.controller.workqueue import WorkQueue
 from chatprovider.domain.endpoint import InvalidEndpoint
 from chatprovider.domain.probe import Retry, assess
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.domain.status import StatusInputs, build_status, needs_write, transitions
 from chatprovider.feed import Feed, ref_of
 from chatprovider.kube.objects import ObjectSnapshot
-from chatprovider.registry import ObjectRef, ProviderRef, ProviderView
+from chatprovider.registry import ObjectRef, ProviderView
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
 

@@ -26,10 +26,6 @@ class Resolved:
     ca_pem: bytes | None = field(default=None, repr=False)
     credential_version: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.reason in (Reason.SECRET_RESOLVED, Reason.NO_SECRET_REQUIRED)
-
 
 def _missing(kind: str, name: str, ns: str, objects: ReferencedObjects, what: str = "") -> str:
     """'not found' worded the same whether the object is missing or (in opt-in mode) not

@@ -32,7 +32,7 @@ __all__ = [
     "Catalog",
     "CatalogEntry",
     "ProviderForbidden",
-    "ProviderKey",
+    "ProviderRef",
     "ProviderNotReady",
     "Route",
     "RoutingError",
@@ -51,7 +51,7 @@ _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9]
 
 
 @dataclass(frozen=True, order=True, slots=True)
-class ProviderKey:
+class ProviderRef:
     """Namespace and name of a ChatProvider."""
 
     namespace: str
@@ -65,7 +65,7 @@ class ProviderKey:
 class Route:
     """Where one request goes: a provider and the model id as that provider names it."""
 
-    provider: ProviderKey
+    provider: ProviderRef
     model: str
 
     @property
@@ -77,7 +77,7 @@ class Route:
 class CatalogEntry:
     """One known provider: whether it is Ready, and the models it offers when it is."""
 
-    key: ProviderKey
+    key: ProviderRef
     ready: bool
     models: tuple[str, ...] = ()
 
@@ -134,12 +134,12 @@ class ProviderNotReady(RoutingError):
     code = "provider_not_ready"
 
 
-def qualified_id(provider: ProviderKey, model: str) -> str:
+def qualified_id(provider: ProviderRef, model: str) -> str:
     """``<namespace>/<name>/<model>``."""
     return f"{provider.namespace}/{provider.name}/{model}"
 
 
-def split_qualified(model: str) -> tuple[ProviderKey, str] | None:
+def split_qualified(model: str) -> tuple[ProviderRef, str] | None:
     """The (provider, rest) a model string would pin if it were qualified; None if it cannot be
     (fewer than three segments, an empty rest, or segments that are not valid names)."""
     namespace, sep1, rest = model.partition("/")
@@ -148,15 +148,15 @@ def split_qualified(model: str) -> tuple[ProviderKey, str] | None:
         return None
     if not (_NAMESPACE.fullmatch(namespace) and _NAME.fullmatch(name)):
         return None
-    return ProviderKey(namespace, name), upstream
+    return ProviderRef(namespace, name), upstream
 
 
-def parse_pin(header: str) -> ProviderKey:
+def parse_pin(header: str) -> ProviderRef:
     """The provider named by an ``X-ChatProvider: <namespace>/<name>`` header."""
     namespace, sep, name = header.strip().partition("/")
     if not sep or not _NAMESPACE.fullmatch(namespace) or not _NAME.fullmatch(name):
         raise BadPin("X-ChatProvider must be <namespace>/<name>")
-    return ProviderKey(namespace, name)
+    return ProviderRef(namespace, name)
 
 
 @dataclass(frozen=True)
@@ -166,13 +166,13 @@ class Catalog:
     Build it once per registry version; it is immutable and cheap to query.
     """
 
-    entries: Mapping[ProviderKey, CatalogEntry]
-    _offers: Mapping[str, tuple[ProviderKey, ...]] = field(repr=False)
+    entries: Mapping[ProviderRef, CatalogEntry]
+    _offers: Mapping[str, tuple[ProviderRef, ...]] = field(repr=False)
 
     @classmethod
     def build(cls, entries: Iterable[CatalogEntry]) -> Catalog:
         by_key = {e.key: e for e in entries}
-        offers: dict[str, list[ProviderKey]] = {}
+        offers: dict[str, list[ProviderRef]] = {}
         for key in sorted(by_key):
             entry = by_key[key]
             if entry.ready:
@@ -180,24 +180,24 @@ class Catalog:
                     offers.setdefault(model, []).append(key)
         return cls(by_key, {m: tuple(keys) for m, keys in offers.items()})
 
-    def get(self, key: ProviderKey) -> CatalogEntry | None:
+    def get(self, key: ProviderRef) -> CatalogEntry | None:
         return self.entries.get(key)
 
-    def ready_providers(self) -> list[ProviderKey]:
+    def ready_providers(self) -> list[ProviderRef]:
         return sorted(k for k, e in self.entries.items() if e.ready)
 
-    def offers(self, model: str) -> tuple[ProviderKey, ...]:
+    def offers(self, model: str) -> tuple[ProviderRef, ...]:
         """Ready providers offering the bare id ``model``, sorted."""
         return self._offers.get(model, ())
 
-    def usable(self, may_use: Callable[[ProviderKey], bool]) -> Iterator[Route]:
+    def usable(self, may_use: Callable[[ProviderRef], bool]) -> Iterator[Route]:
         """Every (provider, model) the caller may use: what ``GET /v1/models`` lists."""
         for key in self.ready_providers():
             if may_use(key):
                 for model in dict.fromkeys(self.entries[key].models):
                     yield Route(key, model)
 
-    def listing(self, may_use: Callable[[ProviderKey], bool], limit: int) -> tuple[str, ...]:
+    def listing(self, may_use: Callable[[ProviderRef], bool], limit: int) -> tuple[str, ...]:
         """At most ``limit`` usable qualified ids, for an error message."""
         out: list[str] = []
         for r in self.usable(may_use):
@@ -207,7 +207,7 @@ class Catalog:
         return tuple(out)
 
 
-def _pinned_target(model: str, catalog: Catalog, pin: ProviderKey | None) -> ProviderKey | None:
+def _pinned_target(model: str, catalog: Catalog, pin: ProviderRef | None) -> ProviderRef | None:
     if pin is not None:
         return pin
     split = split_qualified(model)
@@ -216,8 +216,8 @@ def _pinned_target(model: str, catalog: Catalog, pin: ProviderKey | None) -> Pro
     return None
 
 
-def candidates(model: str, catalog: Catalog, pin: ProviderKey | None = None
-               ) -> tuple[ProviderKey, ...]:
+def candidates(model: str, catalog: Catalog, pin: ProviderRef | None = None
+               ) -> tuple[ProviderRef, ...]:
     """The providers whose authorization :func:`route` will ask about."""
     target = _pinned_target(model, catalog, pin)
     if target is not None:
@@ -228,8 +228,8 @@ def candidates(model: str, catalog: Catalog, pin: ProviderKey | None = None
 def route(
     model: str,
     catalog: Catalog,
-    may_use: Callable[[ProviderKey], bool],
-    pin: ProviderKey | None = None,
+    may_use: Callable[[ProviderRef], bool],
+    pin: ProviderRef | None = None,
     *,
     failover: bool = False,
     listing_limit: int = 20,
@@ -256,8 +256,8 @@ def route(
     )
 
 
-def _pinned(model: str, catalog: Catalog, may_use: Callable[[ProviderKey], bool],
-            key: ProviderKey, *, header: bool, listing_limit: int) -> Route:
+def _pinned(model: str, catalog: Catalog, may_use: Callable[[ProviderRef], bool],
+            key: ProviderRef, *, header: bool, listing_limit: int) -> Route:
     entry = catalog.get(key)
     if entry is None:
         raise UnknownProvider(f"provider {key} does not exist")

@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.logs import SecretValues
-from chatprovider.registry import ObjectRef, ProviderRef
+from chatprovider.registry import ObjectRef
 
 __all__ = ["SECRET_OPT_IN_LABEL", "SECRET_OPT_IN_VALUE", "ObjectSnapshot", "ReferencedObjects"]
 

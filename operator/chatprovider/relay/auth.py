@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL
 from chatprovider.domain.openai_errors import OpenAIError
-from chatprovider.domain.routing import ProviderKey
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.relay.cache import TTLCache
 from chatprovider.settings import RelaySettings
@@ -71,8 +71,8 @@ class Access(Protocol):
         """The caller behind an ``Authorization`` header; raises OpenAIError (401/503)."""
         ...
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
-                      ) -> dict[ProviderKey, bool]:
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
+                      ) -> dict[ProviderRef, bool]:
         """Which of ``providers`` the caller may use; raises OpenAIError (503)."""
         ...
 
@@ -83,8 +83,8 @@ class OpenAccess:
     async def authenticate(self, authorization: str | None) -> Caller:
         return ANONYMOUS
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
-                      ) -> dict[ProviderKey, bool]:
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
+                      ) -> dict[ProviderRef, bool]:
         return dict.fromkeys(providers, True)
 
 
@@ -139,7 +139,7 @@ class KubernetesAccess:
         self._tokens: TTLCache[str, Caller | None] = TTLCache(
             settings.token_cache_ttl, settings.auth_cache_size)
         self._token_ttl = settings.token_cache_ttl
-        self._access: TTLCache[tuple[str, ProviderKey], bool] = TTLCache(
+        self._access: TTLCache[tuple[str, ProviderRef], bool] = TTLCache(
             settings.access_cache_ttl, settings.auth_cache_size)
         self._reviews = asyncio.Semaphore(_CONCURRENT_REVIEWS)
         allowed_ttl = settings.access_cache_ttl
@@ -179,19 +179,19 @@ class KubernetesAccess:
                       tuple(str(g) for g in user.get("groups") or ()), extra,
                       expires_at=token_expiry(token))
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderKey]
-                      ) -> dict[ProviderKey, bool]:
+    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
+                      ) -> dict[ProviderRef, bool]:
         keys = list(dict.fromkeys(providers))
         identity = caller.cache_key
         answers = await asyncio.gather(*(self._allowed(caller, identity, key) for key in keys))
         return dict(zip(keys, answers, strict=True))
 
-    async def _allowed(self, caller: Caller, identity: str, key: ProviderKey) -> bool:
+    async def _allowed(self, caller: Caller, identity: str, key: ProviderRef) -> bool:
         # A refusal is kept briefly, so a new RoleBinding takes effect within seconds.
         return await self._access.get((identity, key), lambda: self._review_access(caller, key),
                                       ttl=self._access_ttl)
 
-    async def _review_access(self, caller: Caller, key: ProviderKey) -> bool:
+    async def _review_access(self, caller: Caller, key: ProviderRef) -> bool:
         spec: dict[str, Any] = {
             "user": caller.username,
             "groups": list(caller.groups),

@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-from chatprovider.domain.routing import Catalog, CatalogEntry, ProviderKey
-from chatprovider.registry import ProviderRef, ProviderView, Registry
+from chatprovider.domain.routing import Catalog, CatalogEntry, ProviderRef
+from chatprovider.registry import ProviderView, Registry
 
-__all__ = ["CatalogCache", "provider_key", "provider_ref"]
-
-
-def provider_key(ref: ProviderRef) -> ProviderKey:
-    return ProviderKey(ref.namespace, ref.name)
-
-
-def provider_ref(key: ProviderKey) -> ProviderRef:
-    return ProviderRef(key.namespace, key.name)
+__all__ = ["CatalogCache"]
 
 
 class CatalogCache:
@@ -31,9 +23,9 @@ class CatalogCache:
             self._version = version
         return self._catalog
 
-    def view(self, key: ProviderKey) -> ProviderView | None:
-        return self._registry.get(provider_ref(key))
+    def view(self, ref: ProviderRef) -> ProviderView | None:
+        return self._registry.get(ref)
 
 
 def _entry(view: ProviderView) -> CatalogEntry:
-    return CatalogEntry(provider_key(view.ref), view.ready, view.model_ids)
+    return CatalogEntry(view.ref, view.ready, view.model_ids)

@@ -12,7 +12,7 @@ from chatprovider.domain import routing
 from chatprovider.domain.headers import upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
-from chatprovider.domain.routing import Catalog, ProviderKey, Route
+from chatprovider.domain.routing import Catalog, ProviderRef, Route
 from chatprovider.relay.answer import relay_answer
 from chatprovider.relay.auth import Access, Caller
 from chatprovider.relay.catalog import CatalogCache
@@ -142,7 +142,7 @@ class Handlers:
                 in_flight.dec()
 
     async def _respond(self, request: web.Request, resp: aiohttp.ClientResponse,
-                       target: Target, exchange: Exchange, key: ProviderKey
+                       target: Target, exchange: Exchange, key: ProviderRef
                        ) -> web.StreamResponse:
         if exchange.stream and resp.status < 300 and resp.content_type == "text/event-stream":
             return await relay_stream(request, resp, target, exchange,
@@ -151,7 +151,7 @@ class Handlers:
         return await relay_answer(request, resp, target, exchange,
                                   self._settings.max_response_bytes)
 
-    def _guard(self, request: web.Request, exchange: Exchange, key: ProviderKey) -> StreamGuard:
+    def _guard(self, request: web.Request, exchange: Exchange, key: ProviderRef) -> StreamGuard:
         """The limits of one stream: its maximum duration, and (in kubernetes auth mode) the
         caller's token and right to use ``key`` checked again every access-cache TTL."""
         s = self._settings
@@ -174,7 +174,7 @@ class Handlers:
         return caller
 
     async def _route(self, request: web.Request, caller: Caller, model: str,
-                     pin: ProviderKey | None) -> tuple[Route, ...]:
+                     pin: ProviderRef | None) -> tuple[Route, ...]:
         catalog = self._catalog.current()
         allowed = await self._access.allowed(caller, routing.candidates(model, catalog, pin))
         failover = self._settings.bare_model_policy is BareModelPolicy.FAILOVER
@@ -198,7 +198,7 @@ def _model_object(chosen: Route) -> dict[str, object]:
             "owned_by": str(chosen.provider), "upstream_id": chosen.model}
 
 
-def _parse_pin(header: str) -> ProviderKey:
+def _parse_pin(header: str) -> ProviderRef:
     try:
         return routing.parse_pin(header)
     except routing.RoutingError as exc:

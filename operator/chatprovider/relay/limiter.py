@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from chatprovider.domain.openai_errors import OpenAIError
-from chatprovider.domain.routing import ProviderKey
+from chatprovider.domain.routing import ProviderRef
 
 __all__ = ["ProviderBusy", "ProviderLimiter"]
 
@@ -20,7 +20,7 @@ __all__ = ["ProviderBusy", "ProviderLimiter"]
 class ProviderBusy(OpenAIError):
     """No slot freed up within the queue timeout."""
 
-    def __init__(self, provider: ProviderKey) -> None:
+    def __init__(self, provider: ProviderRef) -> None:
         super().__init__(429, f"provider {provider} is at its concurrency limit; retry shortly",
                          code="provider_busy", headers={"Retry-After": "1"})
 
@@ -29,18 +29,14 @@ class ProviderLimiter:
     """One semaphore per provider, created on first use."""
 
     def __init__(self, limit: int, queue_timeout: float,
-                 on_busy: Callable[[ProviderKey], None] | None = None) -> None:
+                 on_busy: Callable[[ProviderRef], None] | None = None) -> None:
         self._limit = limit
         self._timeout = queue_timeout
         self._on_busy = on_busy
-        self._slots: dict[ProviderKey, asyncio.Semaphore] = {}
-
-    def in_use(self, provider: ProviderKey) -> int:
-        slots = self._slots.get(provider)
-        return 0 if slots is None else self._limit - slots._value
+        self._slots: dict[ProviderRef, asyncio.Semaphore] = {}
 
     @asynccontextmanager
-    async def slot(self, provider: ProviderKey) -> AsyncIterator[None]:
+    async def slot(self, provider: ProviderRef) -> AsyncIterator[None]:
         slots = self._slots.get(provider)
         if slots is None:
             slots = self._slots[provider] = asyncio.Semaphore(self._limit)

@@ -12,8 +12,8 @@ from chatprovider.domain.routing import (
     Catalog,
     CatalogEntry,
     ProviderForbidden,
-    ProviderKey,
     ProviderNotReady,
+    ProviderRef,
     Route,
     UnknownModel,
     UnknownProvider,
@@ -24,12 +24,12 @@ from chatprovider.domain.routing import (
     split_qualified,
 )
 
-A = ProviderKey("team-a", "vllm")
-B = ProviderKey("team-b", "ollama")
-DOWN = ProviderKey("team-a", "down")
+A = ProviderRef("team-a", "vllm")
+B = ProviderRef("team-b", "ollama")
+DOWN = ProviderRef("team-a", "down")
 
 
-def everyone(_key: ProviderKey) -> bool:
+def everyone(_key: ProviderRef) -> bool:
     return True
 
 
@@ -124,7 +124,7 @@ def test_header_pin(catalog: Catalog) -> None:
     with pytest.raises(BadPin):
         route("team-a/vllm/meta-llama/Llama-3.1-8B-Instruct", catalog, everyone, B)
     with pytest.raises(UnknownProvider):
-        route("llama3:8b", catalog, everyone, ProviderKey("x", "y"))
+        route("llama3:8b", catalog, everyone, ProviderRef("x", "y"))
     with pytest.raises(ProviderForbidden):
         route("llama3:8b", catalog, lambda k: k == A, B)
     with pytest.raises(UnknownModel):
@@ -145,8 +145,8 @@ def test_bad_pin_headers(header: str) -> None:
 
 
 def test_pin_header_and_split() -> None:
-    assert parse_pin(" ns/name.with.dots ") == ProviderKey("ns", "name.with.dots")
-    assert split_qualified("a/b/c/d:e") == (ProviderKey("a", "b"), "c/d:e")
+    assert parse_pin(" ns/name.with.dots ") == ProviderRef("ns", "name.with.dots")
+    assert split_qualified("a/b/c/d:e") == (ProviderRef("a", "b"), "c/d:e")
     assert split_qualified("a/b/") is None
     assert split_qualified("a/b") is None
     assert split_qualified("A/b/c") is None
@@ -161,7 +161,7 @@ def test_listing_is_bounded(catalog: Catalog) -> None:
 _label = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
 _model = st.text(alphabet="abcAB0:/._-", min_size=1, max_size=12)
 _entry = st.builds(
-    lambda ns, name, ready, models: CatalogEntry(ProviderKey(ns, name), ready, tuple(models)),
+    lambda ns, name, ready, models: CatalogEntry(ProviderRef(ns, name), ready, tuple(models)),
     st.sampled_from(["a", "b", "a-b", "team"]) | _label,
     st.sampled_from(["p", "q", "a", "b"]) | _label,
     st.booleans(),
@@ -178,7 +178,7 @@ def test_every_listed_id_routes_back_to_its_provider_and_model(
     keys = sorted(catalog.entries)
     denied = {keys[i] for i in forbidden if i < len(keys)}
 
-    def may_use(key: ProviderKey) -> bool:
+    def may_use(key: ProviderRef) -> bool:
         return key not in denied
 
     for listed in catalog.usable(may_use):

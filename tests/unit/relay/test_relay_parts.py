@@ -7,37 +7,47 @@ import asyncio
 import pytest
 
 from chatprovider.domain.openai_errors import OpenAIError
-from chatprovider.domain.routing import ProviderKey
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.objects import ObjectSnapshot
 from chatprovider.registry import ObjectRef, view_from_body
 from chatprovider.relay import RelaySettings
 from chatprovider.relay.limiter import ProviderBusy, ProviderLimiter
 from chatprovider.relay.target import Operation, Targets
 
-KEY = ProviderKey("ns", "p")
+KEY = ProviderRef("ns", "p")
+
+
+async def _enter(limiter: ProviderLimiter) -> None:
+    async with limiter.slot(KEY):
+        pass
 
 
 def test_over_the_limit_a_request_waits_then_is_refused() -> None:
     async def main() -> None:
-        busy: list[ProviderKey] = []
+        busy: list[ProviderRef] = []
         limiter = ProviderLimiter(1, 0.2, on_busy=busy.append)
         async with limiter.slot(KEY):
-            assert limiter.in_use(KEY) == 1
             with pytest.raises(ProviderBusy) as info:
                 async with limiter.slot(KEY):
                     pass
             assert info.value.status == 429 and info.value.headers == {"Retry-After": "1"}
         assert busy == [KEY]
 
+        release = asyncio.Event()
+
         async def hold() -> None:
             async with limiter.slot(KEY):
-                await asyncio.sleep(0.05)
+                await release.wait()
 
         holder = asyncio.ensure_future(hold())
+        await asyncio.sleep(0)  # the holder takes the slot
+        waiter = asyncio.ensure_future(_enter(limiter))
         await asyncio.sleep(0)
-        async with limiter.slot(KEY):  # queued behind the holder, within the timeout
-            assert holder.done()
-        async with ProviderLimiter(1, 0).slot(ProviderKey("other", "p")):
+        assert not waiter.done()  # queued behind the holder, within the timeout
+        release.set()
+        await waiter
+        assert holder.done()
+        async with ProviderLimiter(1, 0).slot(ProviderRef("other", "p")):
             pass
 
     asyncio.run(main())

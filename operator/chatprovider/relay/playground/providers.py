@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from chatprovider.domain.routing import ProviderKey, qualified_id
+from chatprovider.domain.routing import qualified_id
 from chatprovider.registry import ProviderView, Registry
 from chatprovider.relay.auth import Access
 from chatprovider.relay.exchange import exchange_of
@@ -26,7 +26,7 @@ __all__ = ["ProvidersHandler", "provider_object"]
 def provider_object(view: ProviderView) -> dict[str, object]:
     """The public description of one provider (no endpoint, no credential, no reference)."""
     spec, status = view.spec, view.status
-    key = ProviderKey(view.ref.namespace, view.ref.name)
+    key = view.ref
     ready = next((c for c in status.conditions if c.type == "Ready"), None)
     up_to_date = status.observed_generation is not None and \
         status.observed_generation == view.generation
@@ -68,7 +68,7 @@ class ProvidersHandler:
         caller = await self._access.authenticate(request.headers.get("Authorization"))
         exchange_of(request).user = caller.username
         views = sorted(self._registry, key=lambda v: v.ref)
-        keys = [ProviderKey(v.ref.namespace, v.ref.name) for v in views]
+        keys = [v.ref for v in views]
         allowed = await self._access.allowed(caller, keys)
         data = [provider_object(v) for v, k in zip(views, keys, strict=True)
                 if allowed.get(k, False)]
