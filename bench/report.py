@@ -94,7 +94,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v <= 2.0)
     add("4", "added inter-frame delay: p50 / p99", c4.get("added_gap_p99"), " ms", "(no target)",
         None)
-    if out and out[-1].case == "4":
+    if c4 and out and out[-1].case == "4":
         out[-1] = Row("4", out[-1].metric, f"{_num(c4.get('added_gap_p50'), ' ms')} / "
                       f"{out[-1].value}", out[-1].target, None)
     coalesced = _g(c4, "relay", "coalesced_frames")
