@@ -37,7 +37,7 @@ check-crds:
 bench: setup      ## relay vs LiteLLM vs nginx, and the operator (~15 min; writes BENCHMARKS.md, docs/bench/*.png)
 	bash bench/run.sh $(BENCH_ARGS)
 
-bench-smoke: setup  ## every benchmark case at tiny sizes (< 2 min)
+bench-smoke: setup  ## every benchmark case at tiny sizes (< 3 min)
 	bash bench/run.sh --smoke
 
 manifests:        ## regenerate manifests/ from the Helm chart

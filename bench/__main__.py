@@ -1,4 +1,4 @@
-"""``python -m bench [--smoke] [--cases 1,2,...] [--providers N] [--big-providers N]``.
+"""``python -m bench [--smoke] [--cases 1,2,...] [--providers N] [--idle-seconds S] ...``.
 
 Starts everything on loopback (a control plane, the bench upstreams, the operator, the relay,
 LiteLLM's proxy, nginx), runs the cases, prints the table, writes the raw results to
@@ -25,17 +25,24 @@ from bench.config import ROOT, BenchConfig, full, smoke
 from bench.source import snapshot
 
 # Memory (6) runs early: RSS never shrinks, so it is measured before any overload step.
-CASE_ORDER = ("1", "6", "2", "4", "5", "3", "8", "7")
+CASE_ORDER = ("1", "6", "2", "4", "5", "3", "8", "7", "9")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    p.add_argument("--smoke", action="store_true", help="every case at tiny sizes (< 2 min)")
-    p.add_argument("--cases", default="1,2,3,4,5,6,7,8", help="comma-separated case numbers")
+    p.add_argument("--smoke", action="store_true", help="every case at tiny sizes (< 3 min)")
+    p.add_argument("--cases", default="1,2,3,4,5,6,7,8,9", help="comma-separated case numbers")
     p.add_argument("--providers", type=int, help="providers of case 7 (default 1000)")
     p.add_argument("--big-providers", type=int,
                    help="the large count of case 7 (default 5000; 0 skips it)")
     p.add_argument("--soak-seconds", type=float, help="case 6 soak length (default 120)")
+    p.add_argument("--idle-providers", type=int, help="providers of case 9 (default 1000)")
+    p.add_argument("--idle-seconds", type=float,
+                   help="case 9: how long the providers are re-checked with nothing changing "
+                        "(default 600)")
+    p.add_argument("--idle-interval", type=float,
+                   help="case 9: the providers' re-check interval in seconds (default 30, "
+                        "at least 10)")
     p.add_argument("--code", default="HEAD",
                    help="commit to measure (default HEAD), or 'worktree' for the working tree")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -58,8 +65,9 @@ def build_config(args: argparse.Namespace) -> BenchConfig:
         changes["providers"] = args.providers
     if args.big_providers is not None:
         changes["big_providers"] = args.big_providers
-    if args.soak_seconds is not None:
-        changes["soak_seconds"] = args.soak_seconds
+    for name in ("soak_seconds", "idle_providers", "idle_seconds", "idle_interval"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
     cfg = dataclasses.replace(cfg, **changes)
     cfg.results_dir.mkdir(parents=True, exist_ok=True)
     if args.code != "worktree" and not args.report_only:  # --report-only runs no code
@@ -114,7 +122,7 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
 
 
 async def run_cases(cfg: BenchConfig) -> dict[str, Any]:
-    from bench.cases import latency, memory, operator, rotation, streaming, throughput
+    from bench.cases import idle, latency, memory, operator, rotation, streaming, throughput
     from bench.cases.throughput import wrk
     from bench.session import MODEL, Session, pin_driver
     from bench.stack import UPSTREAM_KEY, Stack
@@ -123,7 +131,7 @@ async def run_cases(cfg: BenchConfig) -> dict[str, Any]:
     relay_cases = cfg.cases & {"1", "2", "3", "4", "5", "6", "8"}
     steps = {"1": latency.one_at_a_time, "2": latency.fixed_rates,
              "3": throughput.run, "4": streaming.one_at_a_time, "5": streaming.concurrent,
-             "6": memory.run, "7": operator.run, "8": rotation.run}
+             "6": memory.run, "7": operator.run, "8": rotation.run, "9": idle.run}
     try:
         t = time.monotonic()
         await s.start_plane()
@@ -169,7 +177,7 @@ def details(r: dict[str, Any], settings: dict[str, Any]) -> str:
     def strip(v: Any) -> Any:
         if isinstance(v, dict):
             return {k: strip(x) for k, x in v.items()
-                    if k not in ("samples_ms", "samples", "ready_curve")}
+                    if k not in ("samples_ms", "samples", "ready_curve", "modified_at")}
         if isinstance(v, list):
             return [strip(x) for x in v]
         return v

@@ -30,7 +30,7 @@ class BenchConfig:
     """What ``code`` holds (a commit id, or ``worktree``)."""
     pin: bool = True
     """Pin the proxy under test to CPU 1 and the load generator + upstreams to CPU 0."""
-    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8"})
+    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9"})
     # 1. added latency, one request at a time
     seq_rounds: int = 20
     seq_per_round: int = 100
@@ -70,6 +70,14 @@ class BenchConfig:
     # 8. key rotation
     rotation_trials: int = 20
     rotation_rate: float = 200.0
+    # 9. the operator at rest
+    idle_providers: int = 1000
+    idle_interval: float = 30.0
+    """The providers' ``spec.discovery.interval`` (the CRD allows 10 s at least)."""
+    idle_seconds: float = 600.0
+    """How long nothing changes while the providers are re-checked."""
+    idle_sample_seconds: float = 5.0
+    """Operator RSS and CPU, and the upstream's count of checks, are sampled this often."""
     cpu_count: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
@@ -90,7 +98,7 @@ def full() -> BenchConfig:
 
 
 def smoke(results_dir: Path | None = None) -> BenchConfig:
-    """Every case at tiny sizes (correctness of the harness, not numbers): under 2 minutes."""
+    """Every case at tiny sizes (correctness of the harness, not numbers): under 3 minutes."""
     base = BenchConfig(smoke=True)
     return replace(
         base,
@@ -106,4 +114,5 @@ def smoke(results_dir: Path | None = None) -> BenchConfig:
         soak_seconds=2.0, soak_rate=100.0,
         ready_trials=2, providers=5, big_providers=10, restart_settle=2.0,
         rotation_trials=2, rotation_rate=50.0,
+        idle_providers=5, idle_interval=10.0, idle_seconds=25.0, idle_sample_seconds=1.0,
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,22 @@ from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.kube.client import ApiError, KubeClient
 
 __all__ = ["ReadyWatch", "Writes", "apiserver_writes", "create_namespace", "create_providers",
-           "provider", "put_secret"]
+           "provider", "put_secret", "resource_versions"]
 
 KEY_SECRET = "bench-key"
 
 
-def provider(namespace: str, name: str, endpoint: str) -> dict[str, Any]:
-    """A ChatProvider for a bench upstream (generic server, API key from ``bench-key``)."""
+def provider(namespace: str, name: str, endpoint: str, *,
+             interval: str | None = None) -> dict[str, Any]:
+    """A ChatProvider for a bench upstream (generic server, API key from ``bench-key``),
+    re-checked every ``interval`` (a duration such as ``30s``; None: the default)."""
+    spec: dict[str, Any] = {"endpoint": endpoint, "serverType": "generic",
+                            "apiKeySecretRef": {"name": KEY_SECRET}}
+    if interval is not None:
+        spec["discovery"] = {"interval": interval}
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChatProvider",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"endpoint": endpoint, "serverType": "generic",
-                 "apiKeySecretRef": {"name": KEY_SECRET}},
+        "metadata": {"name": name, "namespace": namespace}, "spec": spec,
     }
 
 
@@ -50,6 +55,13 @@ async def put_secret(kube: KubeClient, namespace: str, key: str) -> None:
         if not exc.conflict:
             raise
         await kube.merge_patch(f"{path}/{KEY_SECRET}", {"stringData": {"apiKey": key}})
+
+
+async def resource_versions(kube: KubeClient, namespace: str) -> dict[str, str]:
+    """name → resourceVersion of every ChatProvider of ``namespace`` (one list)."""
+    listing = await kube.get(_providers_path(namespace))
+    return {item["metadata"]["name"]: str(item["metadata"]["resourceVersion"])
+            for item in listing.get("items") or []}
 
 
 async def create_providers(kube: KubeClient, bodies: Iterable[dict[str, Any]],
@@ -77,11 +89,20 @@ def _is_ready(obj: dict[str, Any]) -> bool:
 
 
 class ReadyWatch:
-    """Watches the ChatProviders of a namespace and notes when each first turned Ready."""
+    """Watches the ChatProviders of a namespace and notes when each first turned Ready, and
+    every change the watch delivers (each MODIFIED is a new resourceVersion: a stored write)."""
 
     def __init__(self, kube: KubeClient, namespace: str) -> None:
         self._kube, self._ns = kube, namespace
         self.ready_at: dict[str, float] = {}
+        self.events: Counter[str] = Counter()
+        """Watch events by type (ADDED, MODIFIED, DELETED; bookmarks are not counted)."""
+        self.modified: Counter[str] = Counter()
+        """MODIFIED events per provider."""
+        self.modified_to_ready: dict[str, int] = {}
+        """MODIFIED events of a provider up to (and with) the one that showed it Ready."""
+        self.modified_at: list[float] = []
+        """When each MODIFIED event arrived (``time.monotonic()``)."""
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -100,10 +121,17 @@ class ReadyWatch:
                                                     resource_version=version):
                     obj = event.object
                     version = str((obj.get("metadata") or {}).get("resourceVersion", version))
+                    if event.type == "BOOKMARK":
+                        continue
+                    self.events[event.type] += 1
+                    name = obj["metadata"]["name"]
+                    if event.type == "MODIFIED":
+                        self.modified[name] += 1
+                        self.modified_at.append(time.monotonic())
                     if event.type in ("ADDED", "MODIFIED") and _is_ready(obj):
-                        name = obj["metadata"]["name"]
                         if name not in self.ready_at:
                             self.ready_at[name] = time.monotonic()
+                            self.modified_to_ready[name] = self.modified[name]
                             self._changed.set()
             except asyncio.CancelledError:
                 raise

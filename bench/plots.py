@@ -172,6 +172,31 @@ def operator(r: dict[str, Any], out: Path) -> Path | None:
     return _save(fig, out / "case7-operator.png")
 
 
+def idle(r: dict[str, Any], out: Path) -> Path | None:
+    c = r.get("9")
+    if not c or not c.get("idle", {}).get("samples"):
+        return None
+    samples, modified = c["idle"]["samples"], c["idle"]["modified_at"]
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    t = [x[0] for x in samples]
+    a1.plot(t, [x[3] - samples[0][3] for x in samples], label="re-checks (upstream)",
+            color=COLORS["direct"])
+    a1.step([0.0, *modified, t[-1]], [0, *range(1, len(modified) + 1), len(modified)],
+            where="post", label="MODIFIED events (watch)", color=COLORS["litellm"])
+    a1.set_xlabel("seconds at rest")
+    a1.set_ylabel("count")
+    a1.set_title(f"Case 9: {c['providers']} providers at rest, re-checked every "
+                 f"{c['interval_s']:.0f} s")
+    a1.legend()
+    a2.plot(t, [x[1] for x in samples], color=COLORS["relay"])
+    a2.set_xlabel("seconds at rest")
+    a2.set_ylabel("operator RSS, MiB")
+    a2.set_title("operator RSS at rest")
+    for ax in (a1, a2):
+        ax.grid(True, alpha=0.3)
+    return _save(fig, out / "case9-idle.png")
+
+
 def all_figures(r: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
     out.mkdir(parents=True, exist_ok=True)
     made: list[tuple[str, Path]] = []
@@ -180,7 +205,8 @@ def all_figures(r: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
                       ("Case 3: throughput curves", throughput),
                       ("Case 4: streaming", streaming),
                       ("Case 5: concurrent streams", concurrency),
-                      ("Case 6: memory", memory), ("Case 7: operator", operator)):
+                      ("Case 6: memory", memory), ("Case 7: operator", operator),
+                      ("Case 9: the operator at rest", idle)):
         path = fn(r, out)
         if path is not None:
             made.append((title, path))

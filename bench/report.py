@@ -94,7 +94,7 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v <= 2.0)
     add("4", "added inter-frame delay: p50 / p99", c4.get("added_gap_p99"), " ms", "(no target)",
         None)
-    if out and out[-1].case == "4":
+    if c4 and out and out[-1].case == "4":
         out[-1] = Row("4", out[-1].metric, f"{_num(c4.get('added_gap_p50'), ' ms')} / "
                       f"{out[-1].value}", out[-1].target, None)
     coalesced = _g(c4, "relay", "coalesced_frames")
@@ -150,6 +150,42 @@ def rows(r: dict[str, Any]) -> list[Row]:
         c8.get("p99_ms"), " ms", "≤ 3 s", lambda v: v <= 3000.0 and not c8.get("missed"), 0)
     add("8", "failed requests during rotations", c8.get("failed_requests"), "", "0",
         lambda v: v == 0, 0)
+    c9 = r.get("9", {})
+    ready9, idle9 = c9.get("ready", {}), c9.get("idle", {})
+    add("9", f"{c9.get('providers')} providers (interval {c9.get('interval_s')} s) to Ready",
+        ready9.get("all_ready_seconds"), " s", "(no target)", None, 1)
+    writes9 = None if not ready9 else (ready9["status_writes_per_provider"]
+                                       + ready9["other_writes_per_provider"])
+    add("9", "API writes per provider to Ready (status + other; events apart)", writes9, "",
+        "≤ 2", lambda v: v <= 2.0, 2)
+    add("9", "MODIFIED watch events per provider up to Ready", ready9.get(
+        "modified_to_ready_per_provider"), "", "(no target)", None, 2)
+    if idle9:
+        # within a window shorter than the heartbeat no lastCheck re-write can come due
+        bound = (c9["interval_s"] / c9["heartbeat_s"]) if idle9["heartbeat_due"] else 0.0
+        target = f"≤ {bound:.4f} (heartbeat)" if bound else \
+            f"0 (no heartbeat due: {c9['heartbeat_s']:.0f} s)"
+        def within(v: float) -> bool:
+            return v <= bound and idle9["rechecks"] > 0
+
+        add("9", f"re-checks at rest per provider ({idle9['seconds']:.0f} s, nothing changed)",
+            idle9["rechecks_per_provider"], "", "(positive control)", None, 1)
+        add("9", "status writes per provider per re-check at rest",
+            idle9["status_writes_per_recheck"], "", target, within, 4)
+        add("9", "MODIFIED events per provider per re-check at rest (watchers' view)",
+            idle9["modified_per_recheck"], "", target, within, 4)
+        add("9", "writes at rest: other / Events / providers whose resourceVersion moved",
+            f"{idle9['other_writes']:.0f} / {idle9['events_posted']:.0f} / "
+            f"{idle9['providers_rv_changed']}", "", "(no target)", None)
+        add("9", "operator CPU at rest (share of one CPU; per re-check)",
+            idle9["operator_cpu_pct"], " %", "(no target)", None, 2)
+        out[-1] = Row("9", out[-1].metric, f"{out[-1].value}; "
+                      f"{_num(idle9['operator_cpu_ms_per_recheck'], ' ms')}", out[-1].target,
+                      None)
+        add("9", "operator RSS at rest: start / end", idle9["operator_rss_start_mib"], " MiB",
+            "(no target)", None, 1)
+        out[-1] = Row("9", out[-1].metric, f"{out[-1].value} / "
+                      f"{_num(idle9['operator_rss_end_mib'], ' MiB', 1)}", out[-1].target, None)
     return [row for row in out if row.value != "n/a" or row.ok is not None]
 
 

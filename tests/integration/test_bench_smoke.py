@@ -40,12 +40,12 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "bench", "--smoke", "--code", "worktree", "--results",
          str(results)],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,  # ~110 s on a 2-CPU machine
+        cwd=ROOT, capture_output=True, text=True, timeout=600,  # ~150 s on a 2-CPU machine
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((results / "results.json").read_text())
     r = data["results"]
-    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8"}
+    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
     # 1, 2: every request answered, on both paths
     assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
     assert all(r["1"][ref]["n"] > 0 for ref in ("nginx", "litellm"))  # same-run references
@@ -63,6 +63,13 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert "status_patches" in r["7"]["restart"]
     # 8: the new keys reached the upstream
     assert r["8"]["picked_up"] == r["8"]["trials"]
+    # 9: the writes to Ready were seen by both counters (so they would see writes at rest),
+    # and every provider was re-checked at rest, at the upstream
+    ready, idle = r["9"]["ready"], r["9"]["idle"]
+    assert ready["all_ready"] and ready["status_writes_per_provider"] > 0
+    assert ready["modified_to_ready_per_provider"] > 0
+    assert idle["rechecks"] >= r["9"]["providers"] and idle["samples"]
+    assert idle["status_writes_per_recheck"] is not None
     assert "| case | metric |" not in proc.stdout  # smoke writes no report ...
     assert "case metric" in proc.stdout              # ... but prints the table
     assert list((results / "figures").glob("*.png"))
