@@ -104,6 +104,15 @@ omitStages: ["RequestReceived"]
 rules:
   - level: Metadata
     resources: [{group: "", resources: ["secrets", "configmaps"]}]
+  - level: Metadata  # who wrote a status, and when (two operators never write at once)
+    verbs: ["create", "update", "patch"]
+    resources: [{group: "ai.chatprovider.dev", resources: ["chatproviders/status"]}]
+  - level: Metadata
+    verbs: ["list"]
+    resources: [{group: "ai.chatprovider.dev", resources: ["chatproviders"]}]
+  - level: Metadata
+    verbs: ["create", "update"]
+    resources: [{group: "coordination.k8s.io", resources: ["leases"]}]
   - level: None
 """
 #: What the secured cluster takes from the chart: its RBAC, the CRD and the admission policy.
@@ -114,8 +123,9 @@ RELEASE_NS = "chatprovider-system"
 
 
 class AuditedPlane(ControlPlane):
-    """A ControlPlane whose API server writes every Secret and ConfigMap request to an audit
-    log (JSON lines), so a test can prove who read what."""
+    """A ControlPlane whose API server writes every Secret and ConfigMap request, every
+    ChatProvider status write and list, and every Lease write to an audit log (JSON lines), so
+    a test can prove who read or wrote what, and when."""
 
     def _apiserver_argv(self, tokens: Path) -> list[str]:
         policy = self.workdir / "audit-policy.yaml"
