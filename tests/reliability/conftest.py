@@ -120,6 +120,11 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
               "CustomResourceDefinition", "ValidatingAdmissionPolicy",
               "ValidatingAdmissionPolicyBinding"}
 RELEASE_NS = "chatprovider-system"
+#: The chart's Lease: its Role lets the operator get and update this one only, in RELEASE_NS.
+CHART_LEASE = "chatprovider-operator"
+#: What an operator running as the chart's ServiceAccount needs to lead (``ChatproviderProcess``
+#: ``lease=CHART_LEASE, extra=CHART_LEASE_FLAGS``).
+CHART_LEASE_FLAGS = (f"--lease-namespace={RELEASE_NS}",)
 
 
 class AuditedPlane(ControlPlane):

@@ -16,11 +16,11 @@ from chatprovider_tools.controlplane.plane import write_kubeconfig
 from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import Providers
 
-from .conftest import RELEASE_NS
+from .conftest import CHART_LEASE as LEASE
+from .conftest import CHART_LEASE_FLAGS, RELEASE_NS
 from .harness import ChatproviderProcess, wait_for
 from .test_operator_faults import ready_reasons
 
-LEASE = "chatprovider-operator"  # the chart's Role allows get/update of this Lease only
 DURATION, RENEW_DEADLINE, RETRY = 4.0, 3.0, 0.5
 PROVIDERS = 100
 
@@ -68,7 +68,7 @@ def test_kill_9_of_the_leader_mid_reconcile(secured_cluster, tmp_path, figure) -
         replicas[name] = ChatproviderProcess(
             kc, tmp_path / f"operator-{name}.log", lease=LEASE,  # cluster-wide, as the chart
             env={"POD_ID": f"operator-{name}"},
-            extra=["--workers=4", f"--lease-namespace={RELEASE_NS}",
+            extra=[*CHART_LEASE_FLAGS, "--workers=4",
                    f"--lease-duration={DURATION}", f"--lease-renew-deadline={RENEW_DEADLINE}",
                    f"--lease-retry-period={RETRY}"])
     a, b = replicas["a"], replicas["b"]
