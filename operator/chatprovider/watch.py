@@ -110,6 +110,11 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
+def _key(body: Mapping[str, Any]) -> tuple[str, str]:
+    meta = body.get("metadata") or {}
+    return str(meta.get("namespace")), str(meta.get("name"))
+
+
 class ProviderWatch:
     """ChatProviders, listed once and then watched, handed to ``observe``; :meth:`synced` says
     whether every provider has been seen and every object they reference read."""
@@ -119,12 +124,22 @@ class ProviderWatch:
                  liveness: Callable[[], int]) -> None:
         self._settings, self._kube, self._objects = settings, kube, objects
         self._observe = observe
-        self._registry = build_kopf_registry(observe, config=config, liveness=liveness,
-                                             settings=settings)
+        self._watched: set[tuple[str, str]] = set()  # (namespace, name) the watch delivered
+        self._registry = build_kopf_registry(self._from_watch, config=config,
+                                             liveness=liveness, settings=settings)
         self.listed = asyncio.Event()
+        self._synced = False
+
+    def _from_watch(self, event_type: str, body: Mapping[str, Any]) -> None:
+        self._watched.add(_key(body))
+        self._observe(event_type, body)
 
     def synced(self) -> bool:
-        return self.listed.is_set() and self._objects.loaded()
+        """Latched: once everything was loaded, a provider added later that references a new
+        Secret does not make this replica (and every other at once) unready while it is read."""
+        if not self._synced:
+            self._synced = self.listed.is_set() and self._objects.loaded()
+        return self._synced
 
     async def list_once(self) -> int:
         """List every ChatProvider in scope and observe each; the number listed."""
@@ -134,7 +149,11 @@ class ProviderWatch:
         for path in paths:
             bodies.extend((await self._kube.get(path)).get("items") or [])
         for body in bodies:
-            self._observe("ADDED", body)
+            # kopf's own list and watch run beside this list and may have delivered a newer
+            # version (or the deletion) already; an older listed copy must not overwrite it,
+            # and every later change comes through the watch anyway.
+            if _key(body) not in self._watched:
+                self._observe("ADDED", body)
         self.listed.set()
         return len(bodies)
 

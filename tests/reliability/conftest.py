@@ -104,6 +104,15 @@ omitStages: ["RequestReceived"]
 rules:
   - level: Metadata
     resources: [{group: "", resources: ["secrets", "configmaps"]}]
+  - level: Metadata  # who wrote a status, and when (two operators never write at once)
+    verbs: ["create", "update", "patch"]
+    resources: [{group: "ai.chatprovider.dev", resources: ["chatproviders/status"]}]
+  - level: Metadata
+    verbs: ["list"]
+    resources: [{group: "ai.chatprovider.dev", resources: ["chatproviders"]}]
+  - level: Metadata
+    verbs: ["create", "update"]
+    resources: [{group: "coordination.k8s.io", resources: ["leases"]}]
   - level: None
 """
 #: What the secured cluster takes from the chart: its RBAC, the CRD and the admission policy.
@@ -111,11 +120,17 @@ RBAC_KINDS = {"ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "Ro
               "CustomResourceDefinition", "ValidatingAdmissionPolicy",
               "ValidatingAdmissionPolicyBinding"}
 RELEASE_NS = "chatprovider-system"
+#: The chart's Lease: its Role lets the operator get and update this one only, in RELEASE_NS.
+CHART_LEASE = "chatprovider-operator"
+#: What an operator running as the chart's ServiceAccount needs to lead (``ChatproviderProcess``
+#: ``lease=CHART_LEASE, extra=CHART_LEASE_FLAGS``).
+CHART_LEASE_FLAGS = (f"--lease-namespace={RELEASE_NS}",)
 
 
 class AuditedPlane(ControlPlane):
-    """A ControlPlane whose API server writes every Secret and ConfigMap request to an audit
-    log (JSON lines), so a test can prove who read what."""
+    """A ControlPlane whose API server writes every Secret and ConfigMap request, every
+    ChatProvider status write and list, and every Lease write to an audit log (JSON lines), so
+    a test can prove who read or wrote what, and when."""
 
     def _apiserver_argv(self, tokens: Path) -> list[str]:
         policy = self.workdir / "audit-policy.yaml"

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +71,12 @@ class ChatproviderProcess:
     def __init__(self, kubeconfig: Path | str, log: Path, *, command: str = "run",
                  namespaces: Iterable[str] = (), relay_port: int | None = None,
                  relay_auth: str = "none", log_level: str = "INFO",
-                 extra: Iterable[str] = (), lease: str | None = None) -> None:
+                 extra: Iterable[str] = (), lease: str | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         """``lease``: the Lease name (``run``); by default one of its own, so that operators of
-        other tests never share (or wait for) its leadership."""
+        other tests never share (or wait for) its leadership. ``env``: added to the
+        environment (``POD_ID`` names the replica in the Lease)."""
+        self.env = dict(env or {})
         self.relay_port = relay_port if relay_port is not None else free_port()
         self.log = log
         self.argv = [str(CHATPROVIDER), command, f"--kubeconfig={kubeconfig}",
@@ -97,6 +100,7 @@ class ChatproviderProcess:
     def start(self, wait_ready: bool = True) -> ChatproviderProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CHATPROVIDER_")}
         env.pop("KUBECONFIG", None)
+        env.update(self.env)
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(  # noqa: S603
                 self.argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

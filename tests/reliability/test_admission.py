@@ -27,7 +27,7 @@ from chatprovider_tools.controlplane.plane import write_kubeconfig
 from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import Providers
 
-from .conftest import SecuredCluster
+from .conftest import CHART_LEASE, CHART_LEASE_FLAGS, SecuredCluster
 from .harness import ChatproviderProcess
 
 CANARY = "sk-canary-admission-" + uuid.uuid4().hex
@@ -122,7 +122,8 @@ def test_an_editor_cannot_send_a_secret_it_cannot_read_to_its_own_server(
         secured_cluster, tenancy, tmp_path, figure) -> None:
     t = tenancy
     operator = ChatproviderProcess(secured_cluster.kubeconfigs["operator"],
-                                   tmp_path / "operator.log")
+                                   tmp_path / "operator.log", lease=CHART_LEASE,
+                                   extra=CHART_LEASE_FLAGS)
     with DevServer("vllm", models=["m"], api_keys={CANARY}) as good, \
             DevServer("generic", models=["m"]) as attacker:
         operator.start()
@@ -198,8 +199,8 @@ def test_with_the_opt_in_label_an_unlabelled_secret_is_never_read(
     """Defence in depth where the policy cannot run: ``--require-secret-label``."""
     t = tenancy
     operator = ChatproviderProcess(secured_cluster.kubeconfigs["operator"],
-                                   tmp_path / "operator.log",
-                                   extra=["--require-secret-label"])
+                                   tmp_path / "operator.log", lease=CHART_LEASE,
+                                   extra=[*CHART_LEASE_FLAGS, "--require-secret-label"])
     with DevServer("vllm", models=["m"], api_keys={CANARY}) as up:
         operator.start()
         try:

@@ -21,6 +21,7 @@ from chatprovider_tools.devserver import DevServer
 from tests.integration.controller.conftest import Providers
 from tests.integration.relay.conftest import RelayThread, provider_body
 
+from .conftest import CHART_LEASE, CHART_LEASE_FLAGS
 from .harness import ChatproviderProcess, RawServer, http_head, wait_for
 
 MSG = [{"role": "user", "content": "hi"}]
@@ -73,7 +74,8 @@ def test_canary_key_never_leaks(secured_cluster, tmp_path, caplog, figure) -> No
     echo_envelope, echo_detail = echoing("envelope"), echoing("detail")
     answers: list[str] = []
     operator = ChatproviderProcess(cluster.kubeconfigs["operator"], tmp_path / "operator.log",
-                                   log_level="DEBUG")
+                                   log_level="DEBUG", lease=CHART_LEASE,
+                                   extra=CHART_LEASE_FLAGS)
     try:
         with DevServer("generic", models=["m"], api_keys={canary}) as good, \
                 DevServer("generic", models=["m"], api_keys={"someone-else"}) as rejecting:

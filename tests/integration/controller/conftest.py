@@ -31,6 +31,10 @@ class OperatorThread:
 
     def __init__(self, settings: OperatorSettings) -> None:
         self.settings = own_lease(settings)
+        if self.settings.health_port == OperatorSettings().health_port:
+            # No /healthz on a fixed port: another run on this machine may hold it (kopf's
+            # health reporter then fails, and the operator with it).
+            self.settings = self.settings.model_copy(update={"health_port": 0})
         self.app = OperatorApp(self.settings)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
