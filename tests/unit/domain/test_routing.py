@@ -169,7 +169,7 @@ _entry = st.builds(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(entries=st.lists(_entry, max_size=6), forbidden=st.sets(st.integers(0, 5), max_size=3),
        failover=st.booleans())
 def test_every_listed_id_routes_back_to_its_provider_and_model(
@@ -187,7 +187,7 @@ def test_every_listed_id_routes_back_to_its_provider_and_model(
         assert route(listed.model, catalog, may_use, listed.provider) == (listed,)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(entries=st.lists(_entry, max_size=6), model=_model, failover=st.booleans())
 def test_routing_never_picks_a_provider_that_is_not_ready_or_not_allowed(
         entries: list[CatalogEntry], model: str, failover: bool) -> None:

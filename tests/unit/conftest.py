@@ -1,0 +1,40 @@
+"""The unit tier's two rules, enforced: a unit test opens no network socket, and it takes at
+most 0.5 s of CPU (CPU, not wall-clock time, so that a loaded machine cannot fail it)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+CPU_BUDGET = 0.5
+_NETWORK = (socket.AF_INET, socket.AF_INET6)
+
+
+def _guarded(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    def guard(self: socket.socket, *args: Any, **kwargs: Any) -> Any:
+        if self.family in _NETWORK:
+            raise RuntimeError(f"unit tests open no network socket (socket.{name}): this test "
+                               "belongs in tests/integration")
+        return original(self, *args, **kwargs)
+    return guard
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("bind", "connect", "connect_ex"):
+        monkeypatch.setattr(socket.socket, name, _guarded(name, getattr(socket.socket, name)))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    start = time.process_time()
+    result = yield
+    used = time.process_time() - start
+    if used > CPU_BUDGET:
+        pytest.fail(f"a unit test takes at most {CPU_BUDGET} s of CPU; this one took {used:.2f} s",
+                    pytrace=False)
+    return result
