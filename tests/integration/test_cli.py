@@ -260,6 +260,23 @@ def test_check_unauthorized_and_api_key_env() -> None:
         assert condition(right, "SecretResolved") == ("✔", "SecretResolved")
 
 
+def test_check_sends_no_test_message_after_a_refused_key() -> None:
+    with DevServer("vllm", api_keys={"right-key"}) as vllm:
+        wrong = check(vllm.url, "--model", "devserver-chat", "--api-key-env", "KEY",
+                      env={"KEY": "wrong-key"})
+        assert_not_ready(wrong, "Unauthorized")
+        assert re.search(r"^  test message +skipped", wrong.output, re.M), wrong.output
+        assert condition(wrong, "Verified") == ("?", "NotChecked")
+        refused = [r.path for r in vllm.requests]
+        assert refused == ["/v1/models"], refused
+        vllm.clear_requests()
+        # the positive control: with the right key the same command does send it
+        right = check(vllm.url, "--model", vllm.flavour.models[0], "--api-key-env", "KEY",
+                      env={"KEY": "right-key"})
+        assert right.exit_code == 0, right.output
+        assert [r.path for r in vllm.requests] == ["/v1/models", "/v1/chat/completions"]
+
+
 def test_check_refuses_an_empty_key_variable(server) -> None:
     result = check(server.url, "--api-key-env", "KEY", env={"KEY": ""})
     assert result.exit_code == 2
