@@ -98,7 +98,9 @@ class TransientRetryFilter(logging.Filter):
     from ERROR to INFO (the API server asked to be asked again later, and kopf does, with
     back-off); drops it when INFO is below ``level``."""
 
-    _RETRY = re.compile(r"^Request attempt \d+ failed; will retry: .*APITooManyRequestsError")
+    # kopf 1.3x: "Request attempt #1/9 failed; will retry: GET ... -> APITooManyRequestsError("
+    _RETRY = re.compile(r"^Request attempt #?\d+(/\d+)? failed; will retry: "
+                        r".*APITooManyRequestsError")
 
     def __init__(self, level: int = logging.NOTSET) -> None:
         super().__init__()

@@ -110,6 +110,20 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
+def _log_list_failure(exc: Exception, first: bool) -> None:
+    """A missing CRD is said once, as a warning with what to do; the rest (an API server
+    starting, a CRD's storage initialising: 429) is expected at start-up and retried."""
+    if isinstance(exc, ApiError) and exc.status == 404:
+        if first:
+            log.warning("the ChatProvider CRD is not installed in this cluster: install it with "
+                        "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm "
+                        "chart); waiting for it")
+        else:
+            log.debug("ChatProviders still not served (404); retrying")
+        return
+    log.info("listing ChatProviders failed (%s); retrying", exc)
+
+
 class ProviderWatch:
     """ChatProviders, listed once and then watched, handed to ``observe``; :meth:`synced` says
     whether every provider has been seen and every object they reference read."""
@@ -146,7 +160,7 @@ class ProviderWatch:
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
-                log.info("listing ChatProviders failed (%s); retrying", exc)
+                _log_list_failure(exc, first=delay == 0.5)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -156,11 +170,12 @@ class ProviderWatch:
             return
 
     async def run(self, stop: asyncio.Event, liveness_port: int | None = None) -> None:
-        """List, then watch with kopf until ``stop``."""
-        lister = asyncio.create_task(self._list_until_done(stop), name="initial list")
-        try:
+        """List, then watch with kopf until ``stop``.
+
+        kopf starts only once the list has succeeded, that is once ChatProviders are served:
+        kopf resolves the resource when it starts and again on each change of a CRD, and a CRD
+        applied after it started is often still unserved at its last change (Established comes
+        before discovery and storage are ready), so that kopf would never watch it."""
+        await self._list_until_done(stop)
+        if not stop.is_set():
             await run_kopf(self._registry, self._settings, stop, liveness_port)
-        finally:
-            lister.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lister

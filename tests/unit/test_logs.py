@@ -125,7 +125,7 @@ def _kopf_record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
                              None)
 
 
-STORAGE_429 = ("Request attempt 1 failed; will retry: GET https://127.0.0.1:6443/apis/"
+STORAGE_429 = ("Request attempt #1/9 failed; will retry: GET https://127.0.0.1:6443/apis/"
                "ai.chatprovider.dev/v1alpha1/chatproviders?watch=true -> APITooManyRequestsError("
                "'storage is (re)initializing', {'kind': 'Status', 'code': 429}, status=429)")
 
@@ -135,6 +135,8 @@ def test_a_retried_429_from_a_fresh_crd_is_info_not_error() -> None:
     assert TransientRetryFilter(logging.INFO).filter(record)
     assert record.levelname == "INFO" and record.levelno == logging.INFO
     assert not TransientRetryFilter(logging.WARNING).filter(_kopf_record(STORAGE_429))
+    older = _kopf_record(STORAGE_429.replace("#1/9", "1"))  # kopf before 1.38
+    assert TransientRetryFilter(logging.INFO).filter(older) and older.levelname == "INFO"
 
 
 def test_other_kopf_errors_stay_errors() -> None:
