@@ -7,10 +7,10 @@ PYTEST_ARGS ?=
 .PHONY: setup setup-demo up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke
 
 setup:            ## install everything `make test` needs (idempotent; caches under ~/.cache/chatprovider)
-	bash scripts/setup.sh
+	CHATPROVIDER_CACHE=$(CACHE) CHATPROVIDER_VENV=$(VENV) bash scripts/setup.sh
 
 setup-demo:       ## install only what `make up` needs: Python env, control plane, llama-server
-	bash scripts/setup.sh --demo
+	CHATPROVIDER_CACHE=$(CACHE) CHATPROVIDER_VENV=$(VENV) bash scripts/setup.sh --demo
 
 up: setup-demo    ## run the local control plane, the operator, the relay and a real model
 	$(BIN)/chatprovider up $(UP_ARGS)
