@@ -110,18 +110,27 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
-def _log_list_failure(exc: Exception, first: bool) -> None:
-    """A missing CRD is said once, as a warning with what to do; the rest (an API server
-    starting, a CRD's storage initialising: 429) is expected at start-up and retried."""
-    if isinstance(exc, ApiError) and exc.status == 404:
-        if first:
-            log.warning("the ChatProvider CRD is not installed in this cluster: install it with "
-                        "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm "
-                        "chart); waiting for it")
-        else:
-            log.debug("ChatProviders still not served (404); retrying")
+def _log_list_failure(exc: Exception, said: set[str]) -> None:
+    """Say each kind of start-up failure once, as a warning with what to do, then retry
+    quietly: a missing CRD, an API server that cannot be reached or refuses us. A CRD's storage
+    that is still initialising (429, for a moment after the CRD is applied) is expected: INFO."""
+    if isinstance(exc, ApiError) and exc.status == 429:
+        log.info("ChatProviders are not served yet (%s); retrying", exc)
         return
-    log.info("listing ChatProviders failed (%s); retrying", exc)
+    if isinstance(exc, ApiError) and exc.status == 404:
+        kind = "crd"
+        message = ("the ChatProvider CRD is not installed in this cluster: install it with "
+                   "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm chart); "
+                   "waiting for it")
+    else:
+        kind = "api"
+        message = (f"cannot list ChatProviders ({exc}): is the API server reachable, and may "
+                   "this identity list them? Retrying with back-off")
+    if kind in said:
+        log.debug("listing ChatProviders failed (%s); retrying", exc)
+    else:
+        said.add(kind)
+        log.warning(message)
 
 
 class ProviderWatch:
@@ -153,14 +162,14 @@ class ProviderWatch:
         return len(bodies)
 
     async def _list_until_done(self, stop: asyncio.Event) -> None:
-        delay = 0.5
+        delay, said = 0.5, set[str]()
         while not stop.is_set():
             try:
                 count = await self.list_once()
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
-                _log_list_failure(exc, first=delay == 0.5)
+                _log_list_failure(exc, said)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
