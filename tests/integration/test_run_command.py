@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -158,3 +159,45 @@ def test_run_waits_for_the_crd_in_one_line_and_its_429s_are_no_errors(tmp_path):
     assert text.count(missing) == 1, text[-3000:]
     errors = [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
     assert errors == [], "\n".join(errors)
+
+
+@pytest.mark.parametrize("command", ["run", "relay"])
+def test_an_unreachable_api_server_is_one_warning_then_quiet_retries(command, tmp_path):
+    with socket.socket() as closed:  # bound, never listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        server = f"https://127.0.0.1:{closed.getsockname()[1]}"
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(json.dumps({
+            "apiVersion": "v1", "kind": "Config", "current-context": "c",
+            "clusters": [{"name": "c", "cluster": {"server": server,
+                                                   "insecure-skip-tls-verify": True}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}]}))
+        log = tmp_path / f"{command}.log"
+        extra = ["--health-port=0"] if command == "run" else []
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "chatprovider"), command,
+                 f"--kubeconfig={kubeconfig}", "--relay-port=0", "--log-level=DEBUG", *extra],
+                stdout=out, stderr=subprocess.STDOUT)
+        try:
+            said = "WARNING chatprovider.watch: cannot list ChatProviders ("
+            deadline = time.monotonic() + 30
+            retried = "DEBUG   chatprovider.watch: listing ChatProviders failed ("
+            # the positive control of "once": it has retried since, quietly (DEBUG)
+            while said not in log.read_text() or retried not in log.read_text():
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(10)
+    text = log.read_text()
+    assert proc.returncode == 0, text[-3000:]
+    assert text.count(said) == 1, text
+    assert "is the API server reachable" in text
+    assert not [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
