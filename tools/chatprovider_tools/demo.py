@@ -201,7 +201,7 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
             kubectl("apply", "-f", "-", input=user_roles())
         kubectl("wait", "--for=condition=Established", "--timeout=60s",
                 "crd/chatproviders.ai.chatprovider.dev")
-        _wait_served(kubectl)
+        kubectl.wait_served()
         if upstream == LLAMA:
             key = "sk-demo-" + secrets.token_hex(12)
             log_path = upstream_log or str(plane.workdir / "llama-server.log")
@@ -255,50 +255,6 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
         click.echo("stopped; everything cleaned up", err=True)
 
 
-def _wait_served(kubectl: Kubectl, timeout: float = 30.0) -> None:
-    """An Established CRD may still answer 429 while its storage initialises."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            kubectl("get", "chatproviders", "-A")
-            return
-        except click.ClickException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
-
-
-def _conditions(kubectl: Kubectl) -> list[dict[str, str]]:
-    body = json.loads(kubectl("get", "-n", NAMESPACE, "chatprovider/demo", "-o", "json"))
-    return list((body.get("status") or {}).get("conditions") or [])
-
-
-def _wait_ready(kubectl: Kubectl, endpoint: str, timeout: float) -> None:
-    """Wait for Ready=True; show each new reason it is not; on timeout explain and fail."""
-    deadline = time.monotonic() + timeout
-    shown = ""
-    conditions: list[dict[str, str]] = []
-    while time.monotonic() < deadline:
-        conditions = _conditions(kubectl)
-        ready = next((c for c in conditions if c.get("type") == "Ready"), None)
-        if ready is not None and ready.get("status") == "True":
-            return
-        if ready is not None and ready.get("reason") != shown:
-            shown = str(ready.get("reason"))
-            click.echo(f"      not Ready yet: {shown}: {ready.get('message', '')} "
-                       "(the operator retries)", err=True)
-        time.sleep(0.3)
-    click.secho(f"ChatProvider {NAMESPACE}/demo is not Ready after {timeout:.0f}s. Its "
-                "conditions:", bold=True, err=True)
-    for c in conditions:
-        click.echo(f"  {c.get('type', ''):<18} {c.get('status', ''):<8} "
-                   f"{c.get('reason', ''):<22} {c.get('message', '')}", err=True)
-    raise click.ClickException(
-        f"the provider did not become Ready. Diagnose the endpoint step by step with\n"
-        f"  chatprovider check {endpoint}\n"
-        "and look the reason up in docs/troubleshooting.md.")
-
-
 def _models(demo: _Demo, token: str | None = None) -> list[str]:
     answer = httpx.get(f"{demo.relay_url}/v1/models", headers=demo.headers(token), timeout=10,
                        trust_env=False)
@@ -329,7 +285,7 @@ def _run_demo(demo: _Demo) -> None:
         kubectl.apply(rbac_manifest())
         demo.token = kubectl.token(APP_ACCOUNT)
     started = time.monotonic()
-    _wait_ready(kubectl, demo.endpoint, demo.ready_timeout)
+    kubectl.wait_ready(demo.endpoint, demo.ready_timeout)
     click.echo(f"      Ready after {time.monotonic() - started:.1f}s", err=True)
     click.echo(kubectl("get", "chatproviders", "-A", "-o", "wide"))
     model = _wait_listed(demo)[0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from pathlib import Path
 
 import click
@@ -33,7 +34,7 @@ USER_ROLE = "chatprovider-user"
 
 
 class Kubectl:
-    """The kubectl of ``make setup`` against one kubeconfig; a failure is one-line error."""
+    """The kubectl of ``make setup`` against one kubeconfig; a failure is a one-line error."""
 
     def __init__(self, binary: Path, kubeconfig: Path) -> None:
         self.argv = [str(binary), f"--kubeconfig={kubeconfig}"]
@@ -53,6 +54,47 @@ class Kubectl:
         """A bound token of ``demo/<account>`` for the relay's audience (TokenRequest)."""
         return self("create", "token", account, "-n", NAMESPACE, f"--audience={audience}",
                     f"--duration={duration}").strip()
+
+    def wait_served(self, timeout: float = 30.0) -> None:
+        """An Established CRD may still answer 429 while its storage initialises."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self("get", "chatproviders", "-A")
+                return
+            except click.ClickException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def conditions(self) -> list[dict[str, str]]:
+        body = json.loads(self("get", "-n", NAMESPACE, "chatprovider/demo", "-o", "json"))
+        return list((body.get("status") or {}).get("conditions") or [])
+
+    def wait_ready(self, endpoint: str, timeout: float) -> None:
+        """Wait for Ready=True; show each new reason it is not; on timeout explain and fail."""
+        deadline = time.monotonic() + timeout
+        shown = ""
+        conditions: list[dict[str, str]] = []
+        while time.monotonic() < deadline:
+            conditions = self.conditions()
+            ready = next((c for c in conditions if c.get("type") == "Ready"), None)
+            if ready is not None and ready.get("status") == "True":
+                return
+            if ready is not None and ready.get("reason") != shown:
+                shown = str(ready.get("reason"))
+                click.echo(f"      not Ready yet: {shown}: {ready.get('message', '')} "
+                           "(the operator retries)", err=True)
+            time.sleep(0.3)
+        click.secho(f"ChatProvider {NAMESPACE}/demo is not Ready after {timeout:.0f}s. Its "
+                    "conditions:", bold=True, err=True)
+        for c in conditions:
+            click.echo(f"  {c.get('type', ''):<18} {c.get('status', ''):<8} "
+                       f"{c.get('reason', ''):<22} {c.get('message', '')}", err=True)
+        raise click.ClickException(
+            f"the provider did not become Ready. Diagnose the endpoint step by step with\n"
+            f"  chatprovider check {endpoint}\n"
+            "and look the reason up in docs/troubleshooting.md.")
 
 
 def token_command(account: str = APP_ACCOUNT, audience: str = DEFAULT_TOKEN_AUDIENCE) -> str:
