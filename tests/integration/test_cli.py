@@ -252,6 +252,20 @@ def test_up_explains_a_provider_that_does_not_become_ready() -> None:
     assert left == []
 
 
+def test_up_without_llama_server_says_how_to_build_it() -> None:
+    proc = subprocess.run([CHATPROVIDER, "up", "--once", "--relay-port", "0"],
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+                          env={**os.environ, "NO_COLOR": "1", "LLAMA_CPP_VERSION": "0.0.0-absent"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    # before anything starts
+    assert proc.stderr.startswith("Error: llama.cpp's llama-server is not installed (missing "), \
+        proc.stderr
+    assert re.search(r"/llama-server/0\.0\.0-absent/bin/llama-server, .*\): build it with "
+                     r"`make setup-demo`", proc.stderr), proc.stderr
+    assert proc.stderr.count("\n") == 1
+
+
 def test_up_run_and_relay_default_to_distinct_ports() -> None:
     ports = {}
     for name, command in commands().items():

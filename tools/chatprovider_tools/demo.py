@@ -41,7 +41,7 @@ from chatprovider_tools.demo_cluster import (
     user_roles,
 )
 from chatprovider_tools.devserver import DevServer
-from chatprovider_tools.llamaserver import LlamaServer, LlamaServerError
+from chatprovider_tools.llamaserver import LlamaServer, LlamaServerError, check_installed
 
 __all__ = ["up"]
 
@@ -179,6 +179,11 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
         raise click.BadParameter(f"{upstream!r}: expected llama-server, dev or an http(s) URL",
                                  param_hint="--upstream")
     ensure_free("127.0.0.1", relay_port, "--relay-port")
+    if upstream == LLAMA:
+        try:
+            check_installed()
+        except LlamaServerError as exc:
+            raise click.ClickException(str(exc)) from exc
     _step(1, "finding the control-plane binaries (build them with `make setup-demo`)")
     try:
         plane = ControlPlane()

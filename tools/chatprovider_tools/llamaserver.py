@@ -28,7 +28,7 @@ from chatprovider_tools.generators.paths import repository_root
 
 __all__ = [
     "CTX_SIZE", "GEMMA_TEMPLATE", "INSTALL_HINT", "MODEL_ALIAS", "LlamaServer", "LlamaServerError",
-    "LlamaServerNotInstalled", "install_dir", "server_argv", "server_env",
+    "LlamaServerNotInstalled", "check_installed", "install_dir", "server_argv", "server_env",
 ]
 
 MODEL_ALIAS = "gemma-3-270m"
@@ -89,18 +89,24 @@ def server_env() -> dict[str, str]:
             and not k.upper().endswith("_PROXY")}
 
 
+def check_installed() -> Path:
+    """The install directory, or :class:`LlamaServerNotInstalled` naming what is missing."""
+    root = install_dir()
+    missing = [str(p) for p in (root / "bin" / "llama-server", root / "gemma-3-270m.gguf")
+               if not p.exists()]
+    if missing:
+        raise LlamaServerNotInstalled(
+            f"llama.cpp's llama-server is not installed (missing {', '.join(missing)}): "
+            f"{INSTALL_HINT}")
+    return root
+
+
 class LlamaServer:
     """One ``llama-server`` on a free loopback port, killed with this process at the latest."""
 
     def __init__(self, api_key: str, log_path: Path, port: int = 0,
                  ready_timeout: float = 60.0) -> None:
-        root = install_dir()
-        missing = [str(p) for p in (root / "bin" / "llama-server", root / "gemma-3-270m.gguf")
-                   if not p.exists()]
-        if missing:
-            raise LlamaServerNotInstalled(
-                f"llama.cpp's llama-server is not installed (missing {', '.join(missing)}): "
-                f"{INSTALL_HINT}")
+        root = check_installed()
         self.api_key, self.log_path, self.ready_timeout = api_key, log_path, ready_timeout
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
