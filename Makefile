@@ -4,13 +4,16 @@ VENV  ?= $(CACHE)/venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke
+.PHONY: setup setup-demo up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke
 
-setup:            ## install everything (idempotent; caches under ~/.cache/chatprovider)
-	bash scripts/setup.sh
+setup:            ## install everything `make test` needs (idempotent; caches under ~/.cache/chatprovider)
+	CHATPROVIDER_CACHE=$(CACHE) CHATPROVIDER_VENV=$(VENV) bash scripts/setup.sh
 
-up: setup         ## run the local control plane, the operator, the relay and a demo provider
-	$(BIN)/chatprovider up
+setup-demo:       ## install only what `make up` needs: Python env, control plane, llama-server
+	CHATPROVIDER_CACHE=$(CACHE) CHATPROVIDER_VENV=$(VENV) bash scripts/setup.sh --demo
+
+up: setup-demo    ## run the local control plane, the operator, the relay and a real model
+	$(BIN)/chatprovider up $(UP_ARGS)
 
 lint:
 	$(BIN)/ruff check operator tools tests bench

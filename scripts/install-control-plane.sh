@@ -17,6 +17,10 @@ OUT=$CACHE/k8s/$K8S_VERSION/bin
 WORK=$CACHE/k8s/$K8S_VERSION/build
 
 log() { printf '[control-plane] %s\n' "$*" >&2; }
+heartbeat() { # heartbeat WHAT: every 30 s, that WHAT is still going and for how long (until killed)
+  local t0=$SECONDS
+  while sleep 30 && kill -0 $$ 2>/dev/null; do log "  still $1 ($((SECONDS - t0)) s)"; done
+}
 
 if [ -n "${KUBEBUILDER_ASSETS:-}" ]; then
   for b in kube-apiserver etcd; do
@@ -66,7 +70,10 @@ else
     if fresh "$cmd" "$K8S_VERSION"; then continue; fi
     log "building $cmd $K8S_VERSION (a cold build takes 10-25 minutes on 2 cores)"
     start=$(date +%s)
-    go build -trimpath -ldflags "$LDF" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd"
+    heartbeat "building $cmd" & beat=$!
+    go build -trimpath -ldflags "$LDF" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" \
+      || { kill "$beat"; exit 1; }
+    kill "$beat" 2>/dev/null || true
     mv "$OUT/$cmd.tmp" "$OUT/$cmd"; stamp "$cmd" "$K8S_VERSION"
     log "built $cmd in $(( $(date +%s) - start )) s"
   done
@@ -83,8 +90,10 @@ else
   go get "go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>&1 | tail -n 3 >&2 || true
   log "building etcd $ETCD_VERSION"
   start=$(date +%s)
+  heartbeat "building etcd" & beat=$!
   go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" \
-    -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3
+    -o "$OUT/etcd.tmp" go.etcd.io/etcd/server/v3 || { kill "$beat"; exit 1; }
+  kill "$beat" 2>/dev/null || true
   mv "$OUT/etcd.tmp" "$OUT/etcd"; stamp etcd "$ETCD_VERSION"
   log "built etcd in $(( $(date +%s) - start )) s"
 fi

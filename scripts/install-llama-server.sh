@@ -53,6 +53,14 @@ stamp_ok() { [ "$(cat "$1" 2>/dev/null)" = "$2" ]; }   # stamp_ok FILE VALUE
 [ -n "$GEMMA_PKG_VERSION" ] || die "no GEMMA_PKG_VERSION pinned in $HERE/install-upstreams.sh"
 
 # ---- llama-server ------------------------------------------------------------------------------
+progress() { # progress LOG: every 30 s, the build's last "[ NN%]" and the time spent (until killed)
+  local t0=$SECONDS pct
+  while sleep 30 && kill -0 $$ 2>/dev/null; do
+    pct=$(grep -o '^\[ *[0-9]*%\]' "$1" 2>/dev/null | tail -n 1 | tr -dc '0-9' || true)
+    log "  building llama-server: ${pct:-0}% after $((SECONDS - t0)) s"
+  done
+}
+
 build_server() {
   local stamp=$DIR/.installed sdist src commit
   if [ -x "$BIN" ] && grep -q "^llama-cpp-python==$LLAMA_CPP_VERSION " "$stamp" 2>/dev/null; then
@@ -95,10 +103,14 @@ build_server() {
     || { tail -n 30 "$WORK/configure.log" >&2; die "cmake configure failed (log: $WORK/configure.log)"; }
 
   log "building the llama-server target (cold: about 8 minutes on 2 cores; log: $WORK/build.log)"
-  local t0=$SECONDS
+  local t0=$SECONDS ticker
+  : >"$WORK/build.log"
+  progress "$WORK/build.log" & ticker=$!
   CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
-    cmake --build "$WORK/build" --config Release --target llama-server >"$WORK/build.log" 2>&1 \
-    || { tail -n 30 "$WORK/build.log" >&2; die "cmake build failed (log: $WORK/build.log)"; }
+    cmake --build "$WORK/build" --config Release --target llama-server >>"$WORK/build.log" 2>&1 \
+    || { kill "$ticker" 2>/dev/null; tail -n 30 "$WORK/build.log" >&2
+         die "cmake build failed (log: $WORK/build.log)"; }
+  kill "$ticker" 2>/dev/null || true
   [ -x "$WORK/build/bin/llama-server" ] || die "the build finished without $WORK/build/bin/llama-server"
   "$WORK/build/bin/llama-server" --version >"$WORK/version.txt" 2>&1 \
     || { cat "$WORK/version.txt" >&2; die "the new llama-server does not run"; }

@@ -21,7 +21,6 @@ Register from ``tests/conftest.py`` with ``pytest_plugins = ["tests.realupstream
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import signal
 import socket
@@ -35,6 +34,7 @@ import httpx
 import pytest
 import yaml
 
+from chatprovider_tools import llamaserver
 from chatprovider_tools.devserver import DevServer
 
 __all__ = [
@@ -45,11 +45,12 @@ __all__ = [
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
 INSTALL_HINT = "run `bash scripts/install-upstreams.sh {step}` (idempotent)"
 LLAMA_SERVER_INSTALL_HINT = "run `bash scripts/install-llama-server.sh` (idempotent)"
-LLAMA_MODEL_ALIAS = "gemma-3-270m"
-LLAMA_SERVER_CTX = 2048
+LLAMA_MODEL_ALIAS = llamaserver.MODEL_ALIAS
+LLAMA_SERVER_CTX = llamaserver.CTX_SIZE
 """Context size of ``llama-server`` (tokens, shared by its one slot)."""
-GEMMA_TEMPLATE = Path(__file__).resolve().parent / "upstreams" / "gemma.jinja"
-"""Gemma's turn format as a Jinja chat template, for ``llama-server --chat-template-file``."""
+GEMMA_TEMPLATE = llamaserver.GEMMA_TEMPLATE
+"""Gemma's turn format as a Jinja chat template, for ``llama-server --chat-template-file``
+(shipped with the workshop package: ``chatprovider up`` uses it too)."""
 LITELLM_MOCK_MODELS = ("mock-gpt", "mock-small")
 LITELLM_MOCK_REPLY = "Hello from the LiteLLM mock."
 LITELLM_CHAIN_MODEL = "via-devserver"
@@ -113,21 +114,9 @@ def upstreams_dir() -> Path:
     return cache_dir() / "upstreams"
 
 
-def _pinned(name: str) -> str:
-    """A version pinned in ``scripts/install-upstreams.sh`` (``NAME=${NAME:-value}``), which
-    ``scripts/install-llama-server.sh`` reads too; ``$NAME`` overrides it, as in the scripts."""
-    if value := os.environ.get(name):
-        return value
-    script = SCRIPTS / "install-upstreams.sh"
-    pattern = rf"^{name}=\$\{{{name}:-(.+)\}}$"
-    if match := re.search(pattern, script.read_text(), re.MULTILINE):
-        return match.group(1)
-    raise LookupError(f"{script} pins no {name}")
-
-
 def llama_server_dir() -> Path:
     """Where ``scripts/install-llama-server.sh`` puts ``bin/llama-server`` and the model."""
-    return cache_dir() / "llama-server" / _pinned("LLAMA_CPP_VERSION")
+    return llamaserver.install_dir()
 
 
 def _require(paths: list[Path], what: str, hint: str) -> None:
@@ -208,16 +197,8 @@ def _llama_server(tmp_path_factory: pytest.TempPathFactory, name: str,
     _require([binary, model], "llama.cpp's llama-server or its model", LLAMA_SERVER_INSTALL_HINT)
     port, key = _free_port(), "sk-llama-server-" + secrets.token_hex(8)
     log_path = tmp_path_factory.mktemp(name) / "server.log"
-    argv = [
-        str(binary), "--model", str(model), "--alias", LLAMA_MODEL_ALIAS,
-        "--host", "127.0.0.1", "--port", str(port), "--api-key", key,
-        "--threads", "2", "--threads-batch", "2", "--ctx-size", str(LLAMA_SERVER_CTX),
-        "--parallel", "1", "--no-webui", "--jinja", "--chat-template-file", str(GEMMA_TEMPLATE),
-        *extra,
-    ]
-    # LLAMA_ARG_* and LLAMA_API_KEY would override the flags; HF_* point at Hugging Face.
-    env = {k: v for k, v in _clean_env().items()
-           if not k.startswith(("LLAMA_ARG_", "LLAMA_API_KEY", "HF_"))}
+    argv = llamaserver.server_argv(port, key, *extra, root=root)
+    env = llamaserver.server_env()
     process = _launch(argv, log_path, env)
     try:
         base_url = f"http://127.0.0.1:{port}"

@@ -10,16 +10,11 @@ from pydantic import ValidationError
 
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.objects import ReferencedObjects
-from chatprovider.registry import ProviderView, Registry, view_from_body
+from chatprovider.registry import ProviderView, Registry, ref_of, view_from_body
 
-__all__ = ["Feed", "ref_of"]
+__all__ = ["Feed"]
 
 log = logging.getLogger(__name__)
-
-
-def ref_of(body: Mapping[str, Any]) -> ProviderRef:
-    meta = body.get("metadata") or {}
-    return ProviderRef(str(meta.get("namespace")), str(meta.get("name")))
 
 
 class Feed:

@@ -4,6 +4,10 @@ Two kinds of redaction: anything after ``Bearer `` (any token, ours or a caller'
 exact values of the Secrets the process has read (:class:`SecretValues`, filled by
 :class:`~chatprovider.kube.objects.ReferencedObjects`), wherever they appear in a line.
 
+Known transient answers of the API server that kopf retries by itself are logged at INFO, not
+ERROR (:class:`TransientRetryFilter`): a ``429`` such as "storage is (re)initializing", which a
+CRD that was just applied answers for a moment. A retry that gives up stays an ERROR.
+
 A record may carry structured fields as ``extra={"fields": {...}}`` (the relay's access log
 does): JSON output puts them next to the message, text output shows the message only.
 """
@@ -16,7 +20,9 @@ import re
 import sys
 from typing import Any
 
-__all__ = ["JsonFormatter", "RedactingFilter", "SecretValues", "setup_logging"]
+__all__ = [
+    "JsonFormatter", "RedactingFilter", "SecretValues", "TransientRetryFilter", "setup_logging",
+]
 
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{4,}")
 _RESERVED = frozenset({"time", "level", "logger", "message", "exception"})
@@ -87,6 +93,27 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+class TransientRetryFilter(logging.Filter):
+    """Lowers kopf's "Request attempt N failed; will retry: ... APITooManyRequestsError(...)"
+    from ERROR to INFO (the API server asked to be asked again later, and kopf does, with
+    back-off); drops it when INFO is below ``level``."""
+
+    # kopf 1.3x: "Request attempt #1/9 failed; will retry: GET ... -> APITooManyRequestsError("
+    _RETRY = re.compile(r"^Request attempt #?\d+(/\d+)? failed; will retry: "
+                        r".*APITooManyRequestsError")
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__()
+        self._level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith("kopf") and \
+                self._RETRY.match(record.getMessage()):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            return logging.INFO >= self._level
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -107,6 +134,7 @@ def setup_logging(level: str = "INFO", fmt: str = "text",
                   secrets: SecretValues | None = None) -> None:
     """Log to stderr as ``fmt`` (text or json), masking bearer tokens and ``secrets``."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(TransientRetryFilter(logging.getLevelName(level.upper())))
     handler.addFilter(RedactingFilter(secrets))
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))

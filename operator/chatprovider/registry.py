@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
 from chatprovider.domain.routing import ProviderRef
 
-__all__ = ["ObjectRef", "ProviderView", "Registry", "view_from_body"]
+__all__ = ["ObjectRef", "ProviderView", "Registry", "ref_of", "view_from_body"]
 
 
 @dataclass(frozen=True, order=True)
@@ -75,7 +75,7 @@ def view_from_body(body: Mapping[str, Any]) -> ProviderView:
     """Build a view from a raw object; raises pydantic's ValidationError on a malformed spec."""
     meta = body.get("metadata") or {}
     return ProviderView(
-        ref=ProviderRef(str(meta.get("namespace", "")), str(meta.get("name", ""))),
+        ref=ref_of(body),
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
         spec=ChatProviderSpec.model_validate(body.get("spec") or {}),
@@ -83,6 +83,12 @@ def view_from_body(body: Mapping[str, Any]) -> ProviderView:
         annotations=dict(meta.get("annotations") or {}),
         resource_version=str(meta.get("resourceVersion", "")),
     )
+
+
+def ref_of(body: Mapping[str, Any]) -> ProviderRef:
+    """The namespace and name of a raw ChatProvider."""
+    meta = body.get("metadata") or {}
+    return ProviderRef(str(meta.get("namespace", "")), str(meta.get("name", "")))
 
 
 def _status(raw: Any) -> ChatProviderStatus:

@@ -25,6 +25,9 @@ from chatprovider.domain.egress import EgressPolicy
 
 __all__ = [
     "DEFAULT_TOKEN_AUDIENCE",
+    "DEMO_RELAY_PORT",
+    "RELAY_ALONE_PORT",
+    "RUN_RELAY_PORT",
     "AuthMode",
     "BareModelPolicy",
     "EventLoop",
@@ -39,6 +42,9 @@ __all__ = [
 
 #: The audience callers' tokens are issued for unless configured otherwise.
 DEFAULT_TOKEN_AUDIENCE = "chatprovider-relay"
+#: The relay's port: embedded in ``chatprovider run`` (the chart's), alone in ``chatprovider
+#: relay``, and in the demo ``chatprovider up``; distinct, so that they can run side by side.
+RUN_RELAY_PORT, RELAY_ALONE_PORT, DEMO_RELAY_PORT = 8080, 8090, 8180
 _RUN = ("run",)
 _BOTH = ("run", "relay")
 
@@ -99,15 +105,20 @@ class SettingInfo(BaseModel):
     """For a list: the regular expression each item matches (the chart's schema checks it)."""
     env: str | None = None
     """The environment variable, when it is not derived from the flag."""
+    command_defaults: dict[str, Any] = {}
+    """Another default for some commands (``{"relay": 8090}``): two commands one may run on
+    the same machine do not both take the same port. The chart's value is the field's own
+    default."""
 
 
 def setting(default: Any, *, commands: tuple[str, ...] = _RUN, chart: str | None = None,
             not_in_chart: str | None = None, flag: str | None = None, short: str | None = None,
             env: str | None = None, item_pattern: str | None = None,
-            **constraints: Any) -> Any:
+            command_defaults: dict[str, Any] | None = None, **constraints: Any) -> Any:
     """A field of a settings model, with where else it can be set (:class:`SettingInfo`)."""
     info = SettingInfo(commands=commands, chart=chart, not_in_chart=not_in_chart, flag=flag,
-                       short=short, env=env, item_pattern=item_pattern)
+                       short=short, env=env, item_pattern=item_pattern,
+                       command_defaults=command_defaults or {})
     if (chart is None) == (not_in_chart is None):
         raise ValueError("a setting has a chart value, or says why it has none")
     return Field(default, json_schema_extra={"setting": info.model_dump()}, **constraints)
@@ -238,8 +249,11 @@ class RelaySettings(_Settings):
 
     host: str = setting("127.0.0.1", commands=_BOTH, chart="relay.host", min_length=1)
     """Address to listen on; ``0.0.0.0`` (or ``::``) in a pod."""
-    port: int = setting(8080, commands=_BOTH, chart="relay.port", ge=0, le=65535)
-    """TCP port to listen on; 0 picks a free one."""
+    port: int = setting(RUN_RELAY_PORT, commands=_BOTH, chart="relay.port", ge=0, le=65535,
+                        command_defaults={"relay": RELAY_ALONE_PORT})
+    """TCP port to listen on; 0 picks a free one. ``chatprovider run`` (the embedded relay)
+    defaults to 8080, ``chatprovider relay`` to 8090 and ``chatprovider up`` to 8180, so that
+    any two run side by side on one machine."""
     auth_mode: AuthMode = setting(AuthMode.KUBERNETES, commands=_BOTH, chart="relay.auth",
                                   flag="--relay-auth")
     """``kubernetes``: callers present tokens, checked with TokenReview and authorized with

@@ -24,9 +24,11 @@ from typing import Any, cast
 import kopf
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
+from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.kube.config import KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.registry import ref_of
 from chatprovider.settings import OperatorSettings
 
 __all__ = ["Observer", "ProviderWatch", "build_kopf_registry", "configure_kopf", "run_kopf"]
@@ -110,9 +112,27 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
-def _key(body: Mapping[str, Any]) -> tuple[str, str]:
-    meta = body.get("metadata") or {}
-    return str(meta.get("namespace")), str(meta.get("name"))
+def _log_list_failure(exc: Exception, said: set[str]) -> None:
+    """Say each kind of start-up failure once, as a warning with what to do, then retry
+    quietly: a missing CRD, an API server that cannot be reached or refuses us. A CRD's storage
+    that is still initialising (429, for a moment after the CRD is applied) is expected: INFO."""
+    if isinstance(exc, ApiError) and exc.status == 429:
+        log.info("ChatProviders are not served yet (%s); retrying", exc)
+        return
+    if isinstance(exc, ApiError) and exc.status == 404:
+        kind = "crd"
+        message = ("the ChatProvider CRD is not installed in this cluster: install it with "
+                   "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm chart); "
+                   "waiting for it")
+    else:
+        kind = "api"
+        message = (f"cannot list ChatProviders ({exc}): is the API server reachable, and may "
+                   "this identity list them? Retrying with back-off")
+    if kind in said:
+        log.debug("listing ChatProviders failed (%s); retrying", exc)
+    else:
+        said.add(kind)
+        log.warning(message)
 
 
 class ProviderWatch:
@@ -124,14 +144,14 @@ class ProviderWatch:
                  liveness: Callable[[], int]) -> None:
         self._settings, self._kube, self._objects = settings, kube, objects
         self._observe = observe
-        self._watched: set[tuple[str, str]] = set()  # (namespace, name) the watch delivered
+        self._watched: set[ProviderRef] = set()  # the providers the watch delivered
         self._registry = build_kopf_registry(self._from_watch, config=config,
                                              liveness=liveness, settings=settings)
         self.listed = asyncio.Event()
         self._synced = False
 
     def _from_watch(self, event_type: str, body: Mapping[str, Any]) -> None:
-        self._watched.add(_key(body))
+        self._watched.add(ref_of(body))
         self._observe(event_type, body)
 
     def synced(self) -> bool:
@@ -152,20 +172,20 @@ class ProviderWatch:
             # kopf's own list and watch run beside this list and may have delivered a newer
             # version (or the deletion) already; an older listed copy must not overwrite it,
             # and every later change comes through the watch anyway.
-            if _key(body) not in self._watched:
+            if ref_of(body) not in self._watched:
                 self._observe("ADDED", body)
         self.listed.set()
         return len(bodies)
 
     async def _list_until_done(self, stop: asyncio.Event) -> None:
-        delay = 0.5
+        delay, said = 0.5, set[str]()
         while not stop.is_set():
             try:
                 count = await self.list_once()
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
-                log.info("listing ChatProviders failed (%s); retrying", exc)
+                _log_list_failure(exc, said)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
@@ -175,11 +195,12 @@ class ProviderWatch:
             return
 
     async def run(self, stop: asyncio.Event, liveness_port: int | None = None) -> None:
-        """List, then watch with kopf until ``stop``."""
-        lister = asyncio.create_task(self._list_until_done(stop), name="initial list")
-        try:
+        """List, then watch with kopf until ``stop``.
+
+        kopf starts only once the list has succeeded, that is once ChatProviders are served:
+        kopf resolves the resource when it starts and again on each change of a CRD, and a CRD
+        applied after it started is often still unserved at its last change (Established comes
+        before discovery and storage are ready), so that kopf would never watch it."""
+        await self._list_until_done(stop)
+        if not stop.is_set():
             await run_kopf(self._registry, self._settings, stop, liveness_port)
-        finally:
-            lister.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await lister

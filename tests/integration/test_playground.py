@@ -1,10 +1,10 @@
 """The browser playground: served by the relay when ``RelaySettings.playground`` is on.
 
 Two stacks (the real operator with its embedded relay, against the real API server, with
-DevServer upstreams): one without authentication (as ``chatprovider up`` runs it) and one with
-Kubernetes tokens and RBAC. The browser tests drive headless Chromium with Playwright (the
-system's ``/usr/bin/chromium``, installed by ``scripts/install-browser.sh``; a missing browser is
-a failure, never a skip).
+DevServer upstreams): one without authentication (``chatprovider up --relay-auth none``) and
+one with Kubernetes tokens and RBAC (as ``chatprovider up`` runs it). The browser tests drive
+headless Chromium with Playwright (the system's ``/usr/bin/chromium``, installed by
+``scripts/install-browser.sh``; a missing browser is a failure, never a skip).
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def upstream() -> Iterator[DevServer]:
 
 @pytest.fixture(scope="module")
 def open_stack(kubeconfig, k8s, kubectl, chatprovider_crd, upstream) -> Iterator[OperatorStack]:
-    """Authentication off (as ``chatprovider up``): providers ``vllm`` (Ready, with a key, a
-    header, a CA-less plain endpoint) and ``broken`` (nothing listens at its port)."""
+    """Authentication off (``chatprovider up --relay-auth none``): providers ``vllm`` (Ready,
+    with a key, a header, a CA-less plain endpoint) and ``broken`` (nothing listens at its port)."""
     ns = _namespace(k8s, preferred="team-a")
     _apply(kubectl, ns,
            {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": SECRET_NAME},

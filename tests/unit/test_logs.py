@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatprovider.logs import JsonFormatter, RedactingFilter, SecretValues
+from chatprovider.logs import JsonFormatter, RedactingFilter, SecretValues, TransientRetryFilter
 
 TOKEN = "sk-canary-0123456789abcdef"
 
@@ -118,3 +118,32 @@ def test_the_longest_secret_is_masked_whole_and_the_oldest_is_dropped_past_the_l
     secrets.add("third-value")
     assert secrets.redact("abcdefgh") == "abcdefgh"  # the oldest was dropped
     assert secrets.redact("third-value abcdefgh-longer") == "[REDACTED] [REDACTED]"
+
+
+def _kopf_record(message: str, level: int = logging.ERROR) -> logging.LogRecord:
+    return logging.LogRecord("kopf._cogs.clients.watching", level, __file__, 1, message, None,
+                             None)
+
+
+STORAGE_429 = ("Request attempt #1/9 failed; will retry: GET https://127.0.0.1:6443/apis/"
+               "ai.chatprovider.dev/v1alpha1/chatproviders?watch=true -> APITooManyRequestsError("
+               "'storage is (re)initializing', {'kind': 'Status', 'code': 429}, status=429)")
+
+
+def test_a_retried_429_from_a_fresh_crd_is_info_not_error() -> None:
+    record = _kopf_record(STORAGE_429)
+    assert TransientRetryFilter(logging.INFO).filter(record)
+    assert record.levelname == "INFO" and record.levelno == logging.INFO
+    assert not TransientRetryFilter(logging.WARNING).filter(_kopf_record(STORAGE_429))
+    older = _kopf_record(STORAGE_429.replace("#1/9", "1"))  # kopf before 1.38
+    assert TransientRetryFilter(logging.INFO).filter(older) and older.levelname == "INFO"
+
+
+def test_other_kopf_errors_stay_errors() -> None:
+    for message in (STORAGE_429.replace("will retry", "escalating"),
+                    "Request attempt 1 failed; will retry: GET /x -> APIServerError('boom')"):
+        record = _kopf_record(message)
+        assert TransientRetryFilter(logging.WARNING).filter(record)
+        assert record.levelno == logging.ERROR
+    ours = logging.LogRecord("chatprovider.x", logging.ERROR, __file__, 1, STORAGE_429, None, None)
+    assert TransientRetryFilter(logging.WARNING).filter(ours) and ours.levelno == logging.ERROR

@@ -42,6 +42,7 @@ class Option:
     model: type[BaseModel]
     field: str
     info: SettingInfo
+    command: str = "run"
 
     @property
     def flag(self) -> str:
@@ -79,6 +80,12 @@ class Option:
 
     @property
     def default(self) -> Any:
+        """This command's default (the field's, unless the setting names another)."""
+        return self.info.command_defaults.get(self.command, self.field_default)
+
+    @property
+    def field_default(self) -> Any:
+        """The field's own default (the chart's value)."""
         return self.model.model_fields[self.field].default
 
     @property
@@ -125,7 +132,7 @@ def options(command: str) -> list[Option]:
         for name in model.model_fields:
             info = setting_info(model, name)
             if command in info.commands:
-                found.append(Option(model, name, info))
+                found.append(Option(model, name, info, command))
     return found
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import click
 
 from chatprovider.cli.options import build, settings_options
+from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.controller.app import OperatorApp, RelayStarter
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
@@ -75,9 +76,13 @@ def run(**options: Any) -> None:
     relay_settings = build(RelaySettings, options, "run")
     secret_values = SecretValues()
     setup_logging(settings.log_level, settings.log_format, secret_values)
+    if settings.relay:
+        ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
+    ensure_free("0.0.0.0", settings.health_port, "--health-port")
     starter = embedded_relay(relay_settings) if settings.relay else None
     app = OperatorApp(settings, relay=starter, secret_values=secret_values)
-    serve(app.run, settings.event_loop)
+    with explain_bind_errors("--relay-port", "--health-port"):
+        serve(app.run, settings.event_loop)
 
 
 @click.command(short_help="Run the relay alone (scalable, every replica active).")
@@ -90,5 +95,7 @@ def relay(**options: Any) -> None:
     relay_settings = build(RelaySettings, options, "relay")
     secret_values = SecretValues()
     setup_logging(settings.log_level, settings.log_format, secret_values)
+    ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     app = RelayApp(settings, relay_settings, secret_values=secret_values)
-    serve(app.run, settings.event_loop)
+    with explain_bind_errors("--relay-port"):
+        serve(app.run, settings.event_loop)

@@ -22,7 +22,7 @@ from chatprovider.api.v1alpha1 import ChatProviderSpec
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.discovery import ModelsShapeError, parse_models
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
-from chatprovider.domain.probe import CallOutcome, ProbeResult
+from chatprovider.domain.probe import CallOutcome, ProbeResult, worth_verifying
 from chatprovider.domain.proxy import proxy_for
 from chatprovider.upstream.failures import classify
 from chatprovider.upstream.transport import TransportProfile, Transports
@@ -75,10 +75,12 @@ async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> P
                                     sock_connect=connect)
     call = _Caller(session, transports, endpoint, headers, timeout, body_limit, profile)
     models_call = await call.models() if spec.discovery.enabled else None
+    model = spec.verification.model if spec.verification.enabled else None
+    wanted = bool(model)
     verify_call = None
-    if spec.verification.enabled and spec.verification.model:
-        verify_call = await call.verify(spec.verification.model, spec.verification.max_tokens)
-    return replace(base, models_call=models_call, verify_call=verify_call)
+    if model and worth_verifying(models_call):
+        verify_call = await call.verify(model, spec.verification.max_tokens)
+    return replace(base, models_call=models_call, verify_call=verify_call, verification=wanted)
 
 
 class _Caller:

@@ -33,9 +33,9 @@ from chatprovider.domain.endpoint import InvalidEndpoint
 from chatprovider.domain.probe import Retry, assess
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.domain.status import StatusInputs, build_status, needs_write, transitions
-from chatprovider.feed import Feed, ref_of
+from chatprovider.feed import Feed
 from chatprovider.kube.objects import ObjectSnapshot
-from chatprovider.registry import ObjectRef, ProviderView
+from chatprovider.registry import ObjectRef, ProviderView, ref_of
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
 

@@ -25,7 +25,7 @@ from chatprovider.domain.conditions import (
 )
 from chatprovider.domain.discovery import ModelEntry, offered_models
 
-__all__ = ["Assessment", "CallOutcome", "ProbeResult", "Retry", "assess"]
+__all__ = ["Assessment", "CallOutcome", "ProbeResult", "Retry", "assess", "worth_verifying"]
 
 
 class Retry(Enum):
@@ -62,7 +62,8 @@ class ProbeResult:
     references: tuple[Reason, str] = (Reason.NO_SECRET_REQUIRED, "no API key configured")
     endpoint_error: str | None = None  # InvalidEndpoint message
     models_call: CallOutcome | None = None  # None when discovery is disabled
-    verify_call: CallOutcome | None = None  # None when verification is disabled
+    verify_call: CallOutcome | None = None  # None when verification is disabled or skipped
+    verification: bool = False  # a test message was asked for (sent or skipped)
     static_models: tuple[str, ...] = ()
     allow: tuple[str, ...] = ()
 
@@ -101,6 +102,15 @@ def _http_failure(call: CallOutcome, what: str) -> tuple[ConditionType, Reason, 
         return (ConditionType.ENDPOINT_REACHABLE, Reason.UPSTREAM_SERVER_ERROR,
                 f"{what} answered {status}")
     return None
+
+
+def worth_verifying(models_call: CallOutcome | None) -> bool:
+    """Whether to send the test message after ``GET /v1/models``: not once the server could not
+    be reached or refused the key (401/403), which the message cannot change and which would
+    only send a refused key, and a chat request, once more."""
+    if models_call is None:  # discovery disabled: the test message is the only check
+        return True
+    return models_call.failure is None and models_call.status not in (401, 403)
 
 
 def assess(result: ProbeResult) -> Assessment:  # noqa: C901 - a flat decision table
@@ -200,12 +210,12 @@ def _assess_verification(result: ProbeResult, conds: dict[ConditionType, Desired
                          ) -> None:
     v = ConditionType.VERIFIED
     call = result.verify_call
-    if call is None:
+    if call is None and not result.verification:
         conds[v] = _c(v, None, Reason.VERIFICATION_DISABLED, "verification is disabled")
         return
-    if conds[ConditionType.ENDPOINT_REACHABLE].status == "False" or \
+    if call is None or conds[ConditionType.ENDPOINT_REACHABLE].status == "False" or \
             conds[ConditionType.AUTHENTICATED].status == "False":
-        return  # already explained; Verified stays NotChecked
+        return  # already explained (the message was not sent); Verified stays NotChecked
     broken = _http_failure(call, "test message")
     if broken is not None:
         t, reason, message = broken

@@ -79,7 +79,8 @@ def operator(kubeconfig, chatprovider_crd, namespace) -> Iterator[OperatorThread
     """The operator, watching only this test's namespace (envtest never deletes namespaces, so
     a cluster-wide operator would also keep checking every earlier test's providers)."""
     settings = OperatorSettings(kubeconfig=str(kubeconfig), namespaces=(namespace,),
-                                min_retry_seconds=1.0, log_level="DEBUG")
+                                min_retry_seconds=1.0, log_level="DEBUG",
+                                health_port=0)  # 8081 may be taken by another run
     runner = OperatorThread(settings).start()
     yield runner
     runner.stop()

@@ -261,3 +261,31 @@ def test_kubectl_explain_and_wide_columns(operator, providers, kubectl, namespac
         assert row.split()[0] == "p" and "Ready" in row.split()
         explain = kubectl("explain", "chatprovider.spec.apiKeySecretRef").stdout
         assert "Authorization: Bearer" in explain
+
+
+def test_model_events_on_first_ready_on_a_drop_to_none_and_on_recovery(operator, providers):
+    """ModelsAdded on the first Ready, ModelsRemoved when the list drops to none, ModelsAdded
+    again on recovery: each change of ``status.models`` is one Event."""
+    def refresh() -> None:
+        providers.patch("p", {"metadata": {"annotations": {
+            "ai.chatprovider.dev/refresh": str(time.time())}}})
+
+    def model_events() -> list[tuple[str, str]]:
+        return sorted((e["reason"], e["message"]) for e in providers.events("p")
+                      if e["reason"] in ("ModelsAdded", "ModelsRemoved"))
+
+    with DevServer("generic", models=["a"]) as srv:
+        providers.create("p", {"endpoint": srv.base_url})
+        providers.wait_reason("p", "Ready")
+        wait_for(lambda: model_events() == [("ModelsAdded", "a")], what="ModelsAdded on Ready")
+        srv.set_models([])
+        refresh()
+        providers.wait_reason("p", "NoModels")
+        wait_for(lambda: model_events() == [("ModelsAdded", "a"), ("ModelsRemoved", "a")],
+                 what="ModelsRemoved on the drop to none")
+        srv.set_models(["a"])
+        refresh()
+        providers.wait_reason("p", "Ready")
+        wait_for(lambda: model_events() == [("ModelsAdded", "a"), ("ModelsAdded", "a"),
+                                            ("ModelsRemoved", "a")],
+                 what="ModelsAdded again on recovery")

@@ -73,7 +73,7 @@ def test_values_yaml_holds_every_setting_with_the_models_default(command) -> Non
     for option in options(command):
         if not option.info.chart:
             continue
-        default = option.default
+        default = option.field_default
         default = default.value if hasattr(default, "value") else default
         if option.field == "host":  # in a pod the relay listens on every address
             assert _value(values, option.info.chart) == "0.0.0.0"

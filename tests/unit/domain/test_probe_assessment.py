@@ -6,7 +6,7 @@ import pytest
 
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.discovery import ModelEntry
-from chatprovider.domain.probe import CallOutcome, ProbeResult, Retry, assess
+from chatprovider.domain.probe import CallOutcome, ProbeResult, Retry, assess, worth_verifying
 
 OK_MODELS = CallOutcome(status=200, latency_ms=3, models=(ModelEntry("m1"), ModelEntry("m2")))
 
@@ -92,3 +92,24 @@ def test_verification_success_and_failure():
 def test_invalid_endpoint_is_permanent():
     a = assess(ProbeResult(endpoint_error="query strings are not allowed"))
     assert a.ready.reason == "InvalidEndpoint" and a.retry is Retry.PERMANENT
+
+
+@pytest.mark.parametrize(("models_call", "worth"), [
+    (None, True),  # discovery off: the test message is the only check
+    (OK_MODELS, True),
+    (CallOutcome(status=404), True),  # no /v1/models: the message checks the key
+    (CallOutcome(status=500), True),
+    (CallOutcome(status=401), False),
+    (CallOutcome(status=403), False),
+    (CallOutcome(failure=Reason.CONNECTION_REFUSED), False),
+])
+def test_the_test_message_is_not_sent_after_a_refused_key_or_no_connection(models_call, worth):
+    assert worth_verifying(models_call) is worth
+
+
+def test_a_skipped_test_message_is_not_checked_rather_than_disabled():
+    skipped = ProbeResult(models_call=CallOutcome(status=401), verification=True)
+    assert conds(skipped)["Verified"] == ("Unknown", "NotChecked")
+    assert assess(skipped).ready.reason == "Unauthorized"
+    off = ProbeResult(models_call=CallOutcome(status=401))
+    assert conds(off)["Verified"] == ("Unknown", "VerificationDisabled")

@@ -29,7 +29,7 @@ import yaml
 from chatprovider_tools.controlplane.binaries import Binaries, find_binaries
 from chatprovider_tools.controlplane.certs import PlaneCredentials, write_credentials
 
-__all__ = ["ControlPlane", "ControlPlaneError", "free_port", "write_kubeconfig"]
+__all__ = ["ControlPlane", "ControlPlaneError", "die_with_parent", "free_port", "write_kubeconfig"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -45,7 +45,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
+def die_with_parent() -> None:  # runs in the child between fork and exec
     try:
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -92,7 +92,7 @@ class _Process:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(  # noqa: S603 - argv built from our own flags
             self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent, start_new_session=True,
+            preexec_fn=die_with_parent, start_new_session=True,
         )
         log.close()
 
