@@ -35,8 +35,10 @@ class OperatorStack:
 
     def __init__(self, kubeconfig: Path, relay: RelaySettings, *,
                  namespaces: tuple[str, ...] = ()) -> None:
+        # health_port 0: no /healthz on a fixed port another process on this machine may hold
         self.settings = own_lease(OperatorSettings(kubeconfig=str(kubeconfig),
-                                                   namespaces=namespaces, min_retry_seconds=1.0))
+                                                   namespaces=namespaces, min_retry_seconds=1.0,
+                                                   health_port=0))
         self.relay_settings = relay
         self.app = OperatorApp(self.settings, relay=self._start_relay)
         self.relay: Relay | None = None

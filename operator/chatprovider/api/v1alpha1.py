@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
-from chatprovider.api.durations import DURATION_PATTERN, Duration
+from chatprovider.api.durations import DURATION_PATTERN, Duration, format_duration, parse_duration
 
 __all__ = [
     "GROUP",
@@ -92,7 +92,11 @@ def _positive_duration_rule(field: str) -> JsonDict:
 
 def _default_duration(text: str) -> Any:
     """A duration field's default, written as the schema shows it (validated into a timedelta
-    like any value)."""
+    like any value). It must be the canonical form the field is written back in, or the API
+    server's default and a status or spec written by us would differ ("60s" against "1m")."""
+    if format_duration(parse_duration(text)) != text:
+        raise ValueError(f"write the default {text!r} as "
+                         f"{format_duration(parse_duration(text))!r}")
     return Field(default=text, validate_default=True)
 
 
@@ -216,7 +220,7 @@ class Timeouts(_Model):
     """Time to open the TCP (and TLS) connection."""
     request: Duration = _default_duration("30s")
     """Time to receive the response headers of a request (the first byte of a stream)."""
-    stream_idle: Duration = _default_duration("60s")
+    stream_idle: Duration = _default_duration("1m")
     """Longest silence allowed between two frames of a streamed answer. No total cap applies,
     so long streams are never cut while they keep producing."""
 
