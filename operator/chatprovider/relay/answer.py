@@ -77,7 +77,8 @@ async def relay_answer(request: web.Request, resp: aiohttp.ClientResponse, targe
                 if k.lower() in _ERROR_HEADERS or k.lower().startswith("x-ratelimit-")}
         if _echoes_key(body, target.api_key):
             body = b""  # an upstream that quotes the provider's key back: say only the status
-        raise upstream_error(resp.status, body, target.provider, kept)
+        raise upstream_error(resp.status, body, target.provider, kept,
+                             resp.headers.get("Content-Type"))
     if _is_json(resp):
         try:
             payload = json.loads(body)
