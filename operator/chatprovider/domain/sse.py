@@ -9,6 +9,7 @@ split across chunks, a chunk may hold many events). It tracks
 * the usage the events report (chat's last chunk with ``stream_options.include_usage``,
   Responses' ``response.completed``, Anthropic's ``message_start`` then ``message_delta``: each
   count is the latest reported);
+* the id of the response a Responses stream makes (its ``response.created`` event);
 * whether the stream finished: chat's ``data: [DONE]``, Responses' ``response.completed``
   (``.incomplete``, ``.failed``), Anthropic's ``message_stop``.
 
@@ -22,7 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["StreamObserver", "Usage", "usage_of"]
+__all__ = ["StreamObserver", "Usage", "response_id_of", "usage_of"]
 
 _BOUNDARY = re.compile(rb"\r?\n\r?\n|\r\r")
 _TOKEN = re.compile(
@@ -75,6 +76,16 @@ def _counts(payload: Any) -> tuple[int | None, int | None]:
     return prompt, completion
 
 
+def response_id_of(payload: Any) -> str | None:
+    """The ``id`` of a Responses answer, or of the response a stream event carries."""
+    if isinstance(payload, dict) and isinstance(payload.get("response"), dict):
+        payload = payload["response"]
+    if isinstance(payload, dict) and payload.get("object") == "response":
+        rid = payload.get("id")
+        return rid if isinstance(rid, str) and rid else None
+    return None
+
+
 def usage_of(payload: Any) -> Usage | None:
     """The usage of an answer (or event), if it reports any; a missing count is 0."""
     prompt, completion = _counts(payload)
@@ -87,7 +98,7 @@ class StreamObserver:
     """Feed it every forwarded chunk with :meth:`feed`."""
 
     __slots__ = ("_pending", "_overflow", "_prompt", "_completion", "first_token", "done",
-                 "events")
+                 "events", "response_id")
 
     def __init__(self) -> None:
         self._pending = b""
@@ -97,6 +108,7 @@ class StreamObserver:
         self.first_token = False
         self.done = False
         self.events = 0
+        self.response_id: str | None = None
 
     @property
     def usage(self) -> Usage | None:
@@ -131,6 +143,8 @@ class StreamObserver:
                     self._prompt = prompt
                 if completion is not None:
                     self._completion = completion
+            if self.response_id is None and b'"response.created"' in event:
+                self.response_id = response_id_of(_data(event))
             if b"[DONE]" in event and _data_text(event).strip() == "[DONE]":
                 self.done = True
             elif _FINISHED.search(event):

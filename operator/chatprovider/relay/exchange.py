@@ -29,6 +29,8 @@ class Exchange:
     failure: str | None = None
     """The kind of upstream failure, if any (also for a stream ended by an error event)."""
     attempts: int = 0
+    response_id: str | None = None
+    """The id of the Responses answer relayed (remembered for ``previous_response_id``)."""
     completed: bool = False
     """A stream's ``data: [DONE]`` was forwarded (a client may hang up right after it)."""
     prepared: bool = False

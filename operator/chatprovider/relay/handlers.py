@@ -22,6 +22,7 @@ from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.guard import StreamGuard
 from chatprovider.relay.limiter import ProviderLimiter
 from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
+from chatprovider.relay.origins import ResponseOrigins
 from chatprovider.relay.streaming import relay_stream
 from chatprovider.relay.target import Target, Targets
 from chatprovider.settings import AuthMode, BareModelPolicy, RelaySettings
@@ -49,6 +50,7 @@ class Handlers:
             settings.provider_concurrency, settings.queue_timeout,
             on_busy=lambda k: metrics.busy.labels(k.namespace, k.name).inc())
         self._ready = ready
+        self._origins = ResponseOrigins()
 
     # -- service routes -----------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -96,6 +98,9 @@ class Handlers:
         body = parse_body(await request.read())
         pin_header = request.headers.get(PIN_HEADER)
         pin = _parse_pin(pin_header) if pin_header is not None else None
+        if operation is Operation.RESPONSES:
+            origin = self._origins.provider_of(body.members.get("previous_response_id"))
+            pin = routing.continuation_pin(body.model, self._catalog.current(), pin, origin)
         routes = await self._route(request, caller, body.model, pin)
         exchange.stream = body.stream and operation.streams
         failure: UpstreamFailure | None = None
@@ -133,6 +138,8 @@ class Handlers:
                     response = await self._respond(request, resp, target, exchange, key,
                                                    operation)
                     ok = True
+                    if operation is Operation.RESPONSES and exchange.response_id:
+                        self._origins.remember(exchange.response_id, key)
                     return response
                 finally:
                     if ok and exchange.failure is None:

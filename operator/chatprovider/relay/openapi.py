@@ -115,7 +115,8 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                 Operation.RESPONSES, "OpenAI Responses, streamed (SSE) or not, passed through.",
                 "Routed like chat completions. A call with `previous_response_id` must reach "
                 "the provider that made that response: use its qualified id (or the "
-                "X-ChatProvider header)."),
+                "X-ChatProvider header); with a bare id it reaches it only when this relay "
+                "replica relayed that response."),
             "/v1/messages": _forward(
                 Operation.MESSAGES, "Anthropic Messages, streamed (SSE) or not, passed through.",
                 "Routed like chat completions; errors in Anthropic's envelope."),

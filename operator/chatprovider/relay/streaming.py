@@ -126,5 +126,6 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
         if observer.feed(chunk):
             exchange.first_token_at = last_data
         exchange.usage = observer.usage
+        exchange.response_id = observer.response_id
         exchange.completed = observer.done
         await _write(out, chunk)
