@@ -48,7 +48,8 @@ def test_schemathesis_against_the_relays_own_openapi(wired, tmp_path, figure) ->
         f'[[operations]]\ninclude-name = "POST {path}"\n'
         'checks.positive_data_acceptance.expected-statuses = '
         '["2xx", "400", "401", "403", "404", "429", "5xx"]\n\n'
-        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")))
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings",
+                     "/v1/responses", "/v1/messages", "/v1/messages/count_tokens")))
     started = time.monotonic()
     proc = subprocess.run(
         [str(ST), "run", f"{relay.base}/openapi.json", "--checks", "all",
@@ -61,7 +62,7 @@ def test_schemathesis_against_the_relays_own_openapi(wired, tmp_path, figure) ->
     assert relay.call(lambda: True)  # still serving
     assert httpx.get(f"{relay.base}/healthz").status_code == 200
     figure("schemathesis (all checks, all phases) against GET /openapi.json",
-           f"{generated.group(1) if generated else '?'} generated requests over 8 operations "
+           f"{generated.group(1) if generated else '?'} generated requests over 11 operations "
            f"({EXAMPLES} examples per operation, fixed seed) in {took:.0f} s: 0 failures")
 
 

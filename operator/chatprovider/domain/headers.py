@@ -1,9 +1,14 @@
 """Which HTTP headers cross the relay, in each direction (pure).
 
 Towards the upstream: the client's headers minus hop-by-hop headers (and those the client's
-``Connection`` header names), minus credentials (the caller's ``Authorization`` is never
-forwarded), minus what the relay sets itself; then the provider's ``spec.headers``; then
-``Authorization: Bearer <provider key>`` when the provider has one.
+``Connection`` header names), minus credentials (the caller's ``Authorization`` and
+``x-api-key`` are never forwarded), minus what the relay sets itself; then the provider's
+``spec.headers``; then ``Authorization: Bearer <provider key>`` when the provider has one, and
+on Anthropic's routes ``x-api-key: <provider key>`` as well (llama-server and LiteLLM accept
+either header there, vLLM only the bearer, Anthropic's own API only ``x-api-key``).
+
+From the caller: the token is ``Authorization: Bearer <token>``, or, when there is no
+``Authorization`` header, ``x-api-key: <token>`` (where the Anthropic SDKs put it).
 
 Towards the client: the upstream's headers minus hop-by-hop, framing and cookie headers, so
 that ``Retry-After``, ``x-ratelimit-*`` and request ids reach the client.
@@ -14,10 +19,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from chatprovider.api.v1alpha1 import CREDENTIAL_HEADERS as SPEC_REFUSED
+from chatprovider.domain.apis import Api
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "HOP_BY_HOP",
+    "caller_authorization",
     "downstream_headers",
     "upstream_headers",
 ]
@@ -53,11 +60,23 @@ def _connection_tokens(headers: Sequence[tuple[str, str]]) -> set[str]:
     return named
 
 
+def caller_authorization(authorization: str | None, x_api_key: str | None) -> str | None:
+    """The caller's credentials as an ``Authorization`` value: the header itself when present
+    (even if malformed: it is then refused, never silently replaced), otherwise ``Bearer
+    <x-api-key>``; None when the caller sent neither."""
+    if authorization is not None:
+        return authorization
+    if x_api_key is not None and x_api_key.strip():
+        return f"Bearer {x_api_key.strip()}"
+    return None
+
+
 def upstream_headers(
     client: Iterable[tuple[str, str]],
     *,
     api_key: str | None,
     extra: Iterable[tuple[str, str]] = (),
+    api: Api = Api.OPENAI,
 ) -> list[tuple[str, str]]:
     """Headers of the upstream request built from the client's."""
     client = list(client)
@@ -69,6 +88,8 @@ def upstream_headers(
     out.append(("Accept-Encoding", "identity"))
     if api_key:
         out.append(("Authorization", f"Bearer {api_key}"))
+        if api is Api.ANTHROPIC:
+            out.append(("x-api-key", api_key))
     return out
 
 

@@ -171,9 +171,11 @@ def is_envelope(payload: Any) -> bool:
 
 
 def upstream_error(status: int, body: bytes, provider: str,
-                   headers: Mapping[str, str] | None = None) -> OpenAIError:
+                   headers: Mapping[str, str] | None = None,
+                   content_type: str | None = None) -> OpenAIError:
     """The relay's answer to an upstream error answer (status >= 300). ``headers`` (such as
-    ``Retry-After``) are answered too."""
+    ``Retry-After``) are answered too, and ``content_type`` (the upstream's ``Content-Type``)
+    when the body is passed through."""
     if status in (401, 403, 407):
         return UpstreamFailure(UpstreamFailureKind.AUTH_REJECTED, provider, f"HTTP {status}")
     if status < 400:
@@ -185,8 +187,11 @@ def upstream_error(status: int, body: bytes, provider: str,
     if isinstance(payload, dict) and is_envelope(payload):
         error = payload["error"]
         code = error.get("code")
+        kept = dict(headers or {})
+        if content_type:
+            kept["Content-Type"] = content_type
         return OpenAIError(status, error["message"], code if isinstance(code, str) else None,
-                           headers=headers, raw=body)
+                           headers=kept, raw=body)
     detail = _detail(payload)
     message = f"the provider answered HTTP {status}" + (f": {detail}" if detail else "")
     return OpenAIError(status, f"{message} ({provider})", "upstream_error", headers=headers)

@@ -216,6 +216,17 @@ def _pinned_target(model: str, catalog: Catalog, pin: ProviderRef | None) -> Pro
     return None
 
 
+def continuation_pin(model: str, catalog: Catalog, pin: ProviderRef | None,
+                     origin: ProviderRef | None) -> ProviderRef | None:
+    """The pin of a request that continues an earlier answer (a Responses call with
+    ``previous_response_id``) made by ``origin``: what the caller chose when it chose (the
+    ``X-ChatProvider`` header, or a qualified model id), otherwise ``origin``, so that a bare
+    model reaches the provider that holds the conversation."""
+    if pin is not None or origin is None or _pinned_target(model, catalog, None) is not None:
+        return pin
+    return origin
+
+
 def candidates(model: str, catalog: Catalog, pin: ProviderRef | None = None
                ) -> tuple[ProviderRef, ...]:
     """The providers whose authorization :func:`route` will ask about."""

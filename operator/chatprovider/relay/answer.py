@@ -23,7 +23,7 @@ from chatprovider.domain.openai_errors import (
     UpstreamFailureKind,
     upstream_error,
 )
-from chatprovider.domain.sse import usage_of
+from chatprovider.domain.sse import response_id_of, usage_of
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.target import Target
 
@@ -77,13 +77,15 @@ async def relay_answer(request: web.Request, resp: aiohttp.ClientResponse, targe
                 if k.lower() in _ERROR_HEADERS or k.lower().startswith("x-ratelimit-")}
         if _echoes_key(body, target.api_key):
             body = b""  # an upstream that quotes the provider's key back: say only the status
-        raise upstream_error(resp.status, body, target.provider, kept)
+        raise upstream_error(resp.status, body, target.provider, kept,
+                             resp.headers.get("Content-Type"))
     if _is_json(resp):
         try:
             payload = json.loads(body)
         except (ValueError, UnicodeDecodeError):
             raise UpstreamFailure(UpstreamFailureKind.MALFORMED, target.provider) from None
         exchange.usage = usage_of(payload)
+        exchange.response_id = response_id_of(payload)
     response = web.Response(status=resp.status, body=body)
     for name, value in downstream_headers(resp.headers.items()):
         response.headers.add(name, value)

@@ -121,7 +121,7 @@ def token_answer_ttl(caller: Caller | None, ttl: float, now: float) -> float:
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer`` header; raises a 401 without one."""
     if not authorization:
-        raise _unauthorized("missing bearer token (Authorization: Bearer <token>)")
+        raise _unauthorized("missing token (Authorization: Bearer <token>, or x-api-key: <token>)")
     scheme, _, token = authorization.strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:

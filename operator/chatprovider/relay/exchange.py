@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from chatprovider.domain.apis import Api, api_of_path
 from chatprovider.domain.sse import Usage
 
 __all__ = ["Exchange", "exchange_of", "start_exchange"]
-
 
 
 @dataclass(eq=False)
@@ -17,6 +17,8 @@ class Exchange:
     """Filled in as the request proceeds. Holds no header value and no body."""
 
     started: float
+    api: Api = Api.OPENAI
+    """Whose error envelope the answer uses (from the request's path)."""
     namespace: str = ""
     provider: str = ""
     model: str = ""
@@ -27,6 +29,8 @@ class Exchange:
     failure: str | None = None
     """The kind of upstream failure, if any (also for a stream ended by an error event)."""
     attempts: int = 0
+    response_id: str | None = None
+    """The id of the Responses answer relayed (remembered for ``previous_response_id``)."""
     completed: bool = False
     """A stream's ``data: [DONE]`` was forwarded (a client may hang up right after it)."""
     prepared: bool = False
@@ -42,7 +46,7 @@ _KEY: web.RequestKey[Exchange] = web.RequestKey("chatprovider.relay.exchange", E
 
 
 def start_exchange(request: web.Request, started: float) -> Exchange:
-    exchange = Exchange(started)
+    exchange = Exchange(started, api_of_path(request.path))
     request[_KEY] = exchange
     return exchange
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
 from chatprovider.domain import routing
-from chatprovider.domain.headers import upstream_headers
+from chatprovider.domain.apis import Operation
+from chatprovider.domain.headers import caller_authorization, upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
 from chatprovider.domain.routing import Catalog, ProviderRef, Route
@@ -21,8 +22,9 @@ from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.guard import StreamGuard
 from chatprovider.relay.limiter import ProviderLimiter
 from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
+from chatprovider.relay.origins import ResponseOrigins
 from chatprovider.relay.streaming import relay_stream
-from chatprovider.relay.target import Operation, Target, Targets
+from chatprovider.relay.target import Target, Targets
 from chatprovider.settings import AuthMode, BareModelPolicy, RelaySettings
 
 __all__ = ["Handlers"]
@@ -48,6 +50,7 @@ class Handlers:
             settings.provider_concurrency, settings.queue_timeout,
             on_busy=lambda k: metrics.busy.labels(k.namespace, k.name).inc())
         self._ready = ready
+        self._origins = ResponseOrigins()
 
     # -- service routes -----------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -77,14 +80,13 @@ class Handlers:
         return web.json_response(_model_object(routes[0]))
 
     # -- forwarding ---------------------------------------------------------------------------
-    async def chat(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, Operation.CHAT)
-
-    async def completions(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, Operation.COMPLETIONS)
-
-    async def embeddings(self, request: web.Request) -> web.StreamResponse:
-        return await self._forward(request, Operation.EMBEDDINGS)
+    def forwarding(self, operation: Operation) -> Callable[[web.Request],
+                                                           Awaitable[web.StreamResponse]]:
+        """The handler of ``operation``'s route: every operation is authenticated, routed,
+        limited and relayed the same way."""
+        async def handler(request: web.Request) -> web.StreamResponse:
+            return await self._forward(request, operation)
+        return handler
 
     async def _forward(self, request: web.Request, operation: Operation) -> web.StreamResponse:
         exchange = exchange_of(request)
@@ -96,8 +98,11 @@ class Handlers:
         body = parse_body(await request.read())
         pin_header = request.headers.get(PIN_HEADER)
         pin = _parse_pin(pin_header) if pin_header is not None else None
+        if operation is Operation.RESPONSES:
+            origin = self._origins.provider_of(body.members.get("previous_response_id"))
+            pin = routing.continuation_pin(body.model, self._catalog.current(), pin, origin)
         routes = await self._route(request, caller, body.model, pin)
-        exchange.stream = body.stream and operation is not Operation.EMBEDDINGS
+        exchange.stream = body.stream and operation.streams
         failure: UpstreamFailure | None = None
         for index, chosen in enumerate(routes):
             try:
@@ -122,7 +127,7 @@ class Handlers:
         exchange.routed(key.namespace, key.name, chosen.model)
         target = await self._targets.target(view, operation)
         headers = upstream_headers(request.headers.items(), api_key=target.api_key,
-                                   extra=target.headers)
+                                   extra=target.headers, api=operation.api)
         in_flight = self._metrics.in_flight.labels(key.namespace, key.name)
         async with self._limiter.slot(key):
             in_flight.inc()
@@ -130,8 +135,11 @@ class Handlers:
                 resp = await self._forwarder.open(target, body.with_model(chosen.model), headers)
                 ok = False
                 try:
-                    response = await self._respond(request, resp, target, exchange, key)
+                    response = await self._respond(request, resp, target, exchange, key,
+                                                   operation)
                     ok = True
+                    if operation is Operation.RESPONSES and exchange.response_id:
+                        self._origins.remember(exchange.response_id, key)
                     return response
                 finally:
                     if ok and exchange.failure is None:
@@ -142,12 +150,12 @@ class Handlers:
                 in_flight.dec()
 
     async def _respond(self, request: web.Request, resp: aiohttp.ClientResponse,
-                       target: Target, exchange: Exchange, key: ProviderRef
-                       ) -> web.StreamResponse:
+                       target: Target, exchange: Exchange, key: ProviderRef,
+                       operation: Operation) -> web.StreamResponse:
         if exchange.stream and resp.status < 300 and resp.content_type == "text/event-stream":
             return await relay_stream(request, resp, target, exchange,
                                       self._settings.keepalive_interval,
-                                      self._guard(request, exchange, key))
+                                      self._guard(request, exchange, key), operation)
         return await relay_answer(request, resp, target, exchange,
                                   self._settings.max_response_bytes)
 
@@ -155,7 +163,7 @@ class Handlers:
         """The limits of one stream: its maximum duration, and (in kubernetes auth mode) the
         caller's token and right to use ``key`` checked again every access-cache TTL."""
         s = self._settings
-        authorization = request.headers.get("Authorization")
+        authorization = _credentials(request)
 
         async def recheck() -> None:
             caller = await self._access.authenticate(authorization)
@@ -169,7 +177,7 @@ class Handlers:
 
     # -- shared steps -------------------------------------------------------------------------
     async def _authenticate(self, request: web.Request) -> Caller:
-        caller = await self._access.authenticate(request.headers.get("Authorization"))
+        caller = await self._access.authenticate(_credentials(request))
         exchange_of(request).user = caller.username
         return caller
 
@@ -191,6 +199,11 @@ class Handlers:
     async def _listing(self, caller: Caller, catalog: Catalog) -> tuple[str, ...]:
         allowed = await self._access.allowed(caller, catalog.ready_providers())
         return catalog.listing(lambda k: allowed.get(k, False), self._settings.listing_limit)
+
+
+def _credentials(request: web.Request) -> str | None:
+    return caller_authorization(request.headers.get("Authorization"),
+                                request.headers.get("x-api-key"))
 
 
 def _model_object(chosen: Route) -> dict[str, object]:

@@ -1,6 +1,7 @@
 """The one place that turns failures into answers, and records every request.
 
-Whatever a handler raises becomes the OpenAI error envelope: an
+Whatever a handler raises becomes an error answer in the envelope of the route's API
+(:mod:`~chatprovider.domain.envelopes`: OpenAI's, or Anthropic's under ``/v1/messages``): an
 :class:`~chatprovider.domain.openai_errors.OpenAIError` as it says, an aiohttp
 ``HTTPException`` (unknown route, wrong method, body over ``client_max_size``) with its status,
 anything else as a 500 whose detail goes to the log only (type, never a message that could hold
@@ -17,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from chatprovider.domain.apis import Api
+from chatprovider.domain.envelopes import error_body
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.relay.exchange import Exchange, start_exchange
 from chatprovider.relay.metrics import RelayMetrics
@@ -36,8 +39,8 @@ _HTTP_CODES = {
 }
 
 
-def render(error: OpenAIError) -> web.Response:
-    response = web.Response(status=error.status, body=error.body(),
+def render(error: OpenAIError, api: Api) -> web.Response:
+    response = web.Response(status=error.status, body=error_body(api, error),
                             content_type="application/json")
     for name, value in error.headers.items():
         response.headers[name] = value
@@ -60,11 +63,11 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
             try:
                 response = await handler(request)
             except OpenAIError as exc:
-                response = render(exc)
+                response = render(exc, exchange.api)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                response = render(_from_http(exc))
+                response = render(_from_http(exc), exchange.api)
             except asyncio.CancelledError:
                 status = 200 if exchange.completed else CLIENT_CLOSED
                 raise
@@ -74,7 +77,7 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
                 log.error("unexpected %s while handling %s %s", type(exc).__name__,
                           request.method, request.path, exc_info=exc)
                 response = render(OpenAIError(500, "internal error in the relay",
-                                              "internal_error"))
+                                              "internal_error"), exchange.api)
             status = response.status
             return response
         finally:

@@ -9,29 +9,43 @@ from __future__ import annotations
 
 from typing import Any
 
+from chatprovider.domain.apis import Api, Operation
 from chatprovider.settings import AuthMode, RelaySettings
 
 __all__ = ["openapi_document"]
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_ANTHROPIC_ERROR = {"$ref": "#/components/responses/AnthropicError"}
 #: What routing.parse_pin accepts: a namespace (DNS label) and a name (DNS subdomain).
 _PIN_PATTERN = (r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/"
                 r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _FORWARD_ERRORS = ("400", "401", "403", "404", "413", "415", "429", "500", "502", "503", "504")
 
 
-def _errors(*codes: str) -> dict[str, Any]:
-    return {code: _ERROR for code in codes}
+_STREAMS = {
+    Operation.CHAT: "Server-sent events, ending with `data: [DONE]`; an error after the stream "
+                    "started is sent as `data: {\"error\": {...}}` without it.",
+    Operation.COMPLETIONS: "As chat completions.",
+    Operation.RESPONSES: "The upstream's Responses events (`event: response.created` ... "
+                         "`response.completed`), passed through; an error after the stream "
+                         "started is sent as `event: error` with `{\"type\": \"error\", "
+                         "\"error\": {...}}`.",
+    Operation.MESSAGES: "The upstream's Anthropic events (`message_start` ... `message_stop`), "
+                        "passed through; an error after the stream started is sent as "
+                        "`event: error` with Anthropic's error envelope.",
+}
 
 
-def _forward(summary: str, description: str, streams: bool) -> dict[str, Any]:
+def _errors(*codes: str, error: dict[str, str] = _ERROR) -> dict[str, Any]:
+    return {code: error for code in codes}
+
+
+def _forward(operation: Operation, summary: str, description: str) -> dict[str, Any]:
     content: dict[str, Any] = {"application/json": {"schema": {"type": "object"}}}
-    if streams:
-        content["text/event-stream"] = {
-            "schema": {"type": "string"},
-            "description": "Server-sent events, ending with `data: [DONE]`; an error after the "
-                           "stream started is sent as `data: {\"error\": {...}}` without it.",
-        }
+    error = _ANTHROPIC_ERROR if operation.api is Api.ANTHROPIC else _ERROR
+    if operation.streams:
+        content["text/event-stream"] = {"schema": {"type": "string"},
+                                        "description": _STREAMS[operation]}
     return {
         "post": {
             "summary": summary,
@@ -44,9 +58,9 @@ def _forward(summary: str, description: str, streams: bool) -> dict[str, Any]:
             },
             "responses": {"200": {"description": "The provider's answer, passed through.",
                                   "content": content},
-                          **_errors(*_FORWARD_ERRORS),
+                          **_errors(*_FORWARD_ERRORS, error=error),
                           # an upstream's own error status (such as 422) is passed through
-                          "default": _ERROR},
+                          "default": error},
         }
     }
 
@@ -60,7 +74,7 @@ def _simple(summary: str, content_type: str, schema: dict[str, Any],
 
 def openapi_document(settings: RelaySettings) -> dict[str, Any]:
     """The document; the security requirement depends on the auth mode."""
-    security: list[dict[str, list[str]]] = [{"bearer": []}]
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     if settings.auth_mode is AuthMode.NONE:
         security = []
     model_id = {"type": "string", "minLength": 1,
@@ -89,13 +103,26 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                     **_errors("400", "401", "403", "404", "500", "503")},
             }},
             "/v1/chat/completions": _forward(
-                "Chat completion, streamed (SSE) or not.",
+                Operation.CHAT, "Chat completion, streamed (SSE) or not.",
                 "The body is forwarded byte for byte except `model`, rewritten to the upstream "
-                "id.", True),
-            "/v1/completions": _forward("Legacy text completion, passed through.",
-                                        "Routed like chat completions.", True),
-            "/v1/embeddings": _forward("Embeddings, passed through.",
-                                       "Routed like chat completions.", False),
+                "id."),
+            "/v1/completions": _forward(Operation.COMPLETIONS,
+                                        "Legacy text completion, passed through.",
+                                        "Routed like chat completions."),
+            "/v1/embeddings": _forward(Operation.EMBEDDINGS, "Embeddings, passed through.",
+                                       "Routed like chat completions."),
+            "/v1/responses": _forward(
+                Operation.RESPONSES, "OpenAI Responses, streamed (SSE) or not, passed through.",
+                "Routed like chat completions. A call with `previous_response_id` must reach "
+                "the provider that made that response: use its qualified id (or the "
+                "X-ChatProvider header); with a bare id it reaches it only when this relay "
+                "replica relayed that response."),
+            "/v1/messages": _forward(
+                Operation.MESSAGES, "Anthropic Messages, streamed (SSE) or not, passed through.",
+                "Routed like chat completions; errors in Anthropic's envelope."),
+            "/v1/messages/count_tokens": _forward(
+                Operation.COUNT_TOKENS, "Anthropic token count, passed through.",
+                "Routed like chat completions; errors in Anthropic's envelope."),
             "/healthz": _simple("Liveness.", "application/json", {"type": "object"}),
             "/readyz": _simple("Readiness (503 while starting or draining).",
                                "application/json", {"type": "object"}, "503"),
@@ -106,15 +133,27 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
             "securitySchemes": {"bearer": {
                 "type": "http", "scheme": "bearer",
                 "description": "A Kubernetes token (such as a ServiceAccount token); the caller "
-                               "needs `use` on the chatproviders it calls."}},
+                               "needs `use` on the chatproviders it calls."},
+                "apiKey": {
+                    "type": "apiKey", "in": "header", "name": "x-api-key",
+                    "description": "The same token in `x-api-key` (where the Anthropic SDKs "
+                                   "send it); read only when there is no Authorization "
+                                   "header."}},
             "parameters": {"ProviderPin": {
                 "name": "X-ChatProvider", "in": "header", "required": False,
                 "description": "Pin a provider: `<namespace>/<name>`.",
                 "schema": {"type": "string", "pattern": _PIN_PATTERN}}},
-            "responses": {"Error": {
-                "description": "An error in the OpenAI envelope.",
-                "content": {"application/json": {"schema": {
-                    "$ref": "#/components/schemas/Error"}}}}},
+            "responses": {
+                "Error": {
+                    "description": "An error in the OpenAI envelope.",
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/Error"}}}},
+                "AnthropicError": {
+                    "description": "An error in Anthropic's envelope (the relay's own; an "
+                                   "upstream's error answer is passed through as it is).",
+                    "content": {"application/json": {"schema": {
+                        "$ref": "#/components/schemas/AnthropicError"}}}},
+            },
             "schemas": {
                 "ForwardedRequest": {
                     "type": "object", "required": ["model"], "additionalProperties": True,
@@ -136,6 +175,14 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                     "type": "object", "required": ["object", "data"],
                     "properties": {"object": {"const": "list"}, "data": {
                         "type": "array", "items": {"$ref": "#/components/schemas/Model"}}},
+                },
+                "AnthropicError": {
+                    "type": "object", "required": ["error"],
+                    "properties": {"type": {"type": "string"}, "error": {
+                        "type": "object", "required": ["message"],
+                        "properties": {"type": {"type": "string"},
+                                       "message": {"type": "string"}},
+                    }},
                 },
                 "Error": {
                     "type": "object", "required": ["error"],

@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from chatprovider.domain.apis import Operation
 from chatprovider.kube.client import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import Registry
@@ -151,7 +152,6 @@ def _build_app(settings: RelaySettings, h: Handlers, metrics: RelayMetrics) -> w
     app.router.add_get("/openapi.json", openapi, allow_head=False)
     app.router.add_get("/v1/models", h.list_models, allow_head=False)
     app.router.add_get("/v1/models/{model:.+}", h.get_model, allow_head=False)
-    app.router.add_post("/v1/chat/completions", h.chat)
-    app.router.add_post("/v1/completions", h.completions)
-    app.router.add_post("/v1/embeddings", h.embeddings)
+    for operation in Operation:
+        app.router.add_post(operation.path, h.forwarding(operation))
     return app

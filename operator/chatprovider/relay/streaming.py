@@ -5,8 +5,10 @@
 * After ``keepalive_interval`` of silence a ``: keep-alive`` comment is written (only between
   events), so proxies and clients do not give up on a model that thinks for long.
 * After ``streamIdle`` of upstream silence, or when the upstream connection breaks, the stream
-  ends with ``data: {"error": {...}}`` and **no** ``data: [DONE]``, so clients see an error and
-  not a clean finish.
+  ends with an error event in the operation's own form
+  (:func:`~chatprovider.domain.envelopes.stream_error_event`: for chat
+  ``data: {"error": {...}}`` and **no** ``data: [DONE]``), so clients see an error and not a
+  clean finish.
 * A :class:`~chatprovider.relay.guard.StreamGuard` may end the stream the same way: at its
   maximum duration, or when the caller's token or its right to ``use`` the provider is revoked
   (checked again every access-cache TTL).
@@ -22,6 +24,8 @@ import logging
 import aiohttp
 from aiohttp import web
 
+from chatprovider.domain.apis import Operation
+from chatprovider.domain.envelopes import stream_error_event
 from chatprovider.domain.headers import downstream_headers
 from chatprovider.domain.openai_errors import UpstreamFailure, UpstreamFailureKind
 from chatprovider.domain.sse import StreamObserver
@@ -42,8 +46,8 @@ class ClientGone(Exception):
 
 
 async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, target: Target,
-                       exchange: Exchange, keepalive: float, guard: StreamGuard
-                       ) -> web.StreamResponse:
+                       exchange: Exchange, keepalive: float, guard: StreamGuard,
+                       operation: Operation) -> web.StreamResponse:
     """Stream the upstream's 2xx SSE answer to the client."""
     out = web.StreamResponse(status=resp.status)
     for name, value in downstream_headers(resp.headers.items()):
@@ -61,7 +65,7 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, targe
         exchange.failure = ended.kind.value if isinstance(ended, UpstreamFailure) else error.code
         log.info("stream from %s ended by %s", target.provider, exchange.failure)
         try:
-            await out.write(error.sse_event())
+            await out.write(stream_error_event(operation, error))
         except (ClientGone, ConnectionError):
             return out
     except ClientGone:
@@ -122,5 +126,6 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
         if observer.feed(chunk):
             exchange.first_token_at = last_data
         exchange.usage = observer.usage
+        exchange.response_id = observer.response_id
         exchange.completed = observer.done
         await _write(out, chunk)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from chatprovider.domain.apis import Operation
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.proxy import proxy_for
@@ -19,15 +19,7 @@ from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
 from chatprovider.registry import ObjectRef, ProviderView
 from chatprovider.upstream.transport import TransportProfile
 
-__all__ = ["Operation", "Target", "Targets"]
-
-
-class Operation(StrEnum):
-    """The OpenAI operations the relay forwards."""
-
-    CHAT = "chat/completions"
-    COMPLETIONS = "completions"
-    EMBEDDINGS = "embeddings"
+__all__ = ["Target", "Targets"]
 
 
 @dataclass(frozen=True)
@@ -119,13 +111,8 @@ class Targets:
                                    insecure_skip_verify=view.spec.tls.insecure_skip_verify,
                                    proxy=static.proxy)
         endpoint = static.endpoint
-        url = {
-            Operation.CHAT: endpoint.chat_completions_url,
-            Operation.COMPLETIONS: endpoint.completions_url,
-            Operation.EMBEDDINGS: endpoint.embeddings_url,
-        }[operation]
-        return Target(provider, url, endpoint.host, profile, static.headers, static.connect,
-                      static.first_byte, static.idle, api_key)
+        return Target(provider, operation.url(endpoint.base_url), endpoint.host, profile,
+                      static.headers, static.connect, static.first_byte, static.idle, api_key)
 
     async def _snapshot(self, ref: ObjectRef, provider: str) -> ObjectSnapshot:
         snap = self._objects.peek(ref)

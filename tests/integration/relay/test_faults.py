@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -212,3 +213,36 @@ def test_body_and_header_limits(relay_factory, upstream) -> None:
                       headers={"X-Big": "y" * 4000})
     assert resp.status_code in (400, 431)
     assert upstream.journal.total == 0
+
+
+def test_cut_responses_and_messages_streams_end_with_each_apis_error_event(wired) -> None:
+    """The upstream breaks the connection after 3 events: the Responses stream ends with
+    ``event: error`` (the OpenAI SDK raises), the Anthropic one with ``event: error`` in
+    Anthropic's envelope (the Anthropic SDK raises); neither claims a clean end."""
+    relay, upstream = wired
+    upstream.behaviour.cut_stream_after = 3
+    for path, body, finish in (
+            ("/responses", {"input": "hello"}, "response.completed"),
+            ("/messages", {"messages": MSG, "max_tokens": 64}, "message_stop")):
+        with httpx.stream("POST", relay.url + path,
+                          json={"model": LLAMA, "stream": True, **body}) as resp:
+            events = sse_events(resp)
+        assert resp.status_code == 200 and len(events) == 4, events
+        name, data = events[-1].split("\n")
+        assert name == "event: error" and finish not in "".join(events)
+        error = json.loads(data.removeprefix("data: "))
+        if path == "/messages":
+            assert error == {"type": "error", "error": {
+                "type": "api_error", "message": error["error"]["message"]}}
+            assert "closed the connection early" in error["error"]["message"]
+        else:
+            assert error["type"] == "error"
+            assert error["error"]["code"] == "upstream_disconnected"
+    with pytest.raises(openai.APIError):
+        list(relay.client().responses.create(model=LLAMA, input="hello", stream=True))
+    claude = anthropic.Anthropic(base_url=relay.base, api_key="unused", max_retries=0)
+    with pytest.raises(anthropic.APIStatusError) as info:
+        with claude.messages.stream(model=LLAMA, messages=MSG, max_tokens=64) as stream:
+            list(stream)
+    assert info.value.body["error"]["type"] == "api_error"
+    claude.close()

@@ -70,6 +70,14 @@ def test_openapi_document_describes_the_relay(relay) -> None:
     chat = doc["paths"]["/v1/chat/completions"]["post"]
     assert {"200", "400", "401", "404", "413", "429", "502", "504"} <= set(chat["responses"])
     assert "text/event-stream" in chat["responses"]["200"]["content"]
+    for path in ("/v1/responses", "/v1/messages"):
+        assert "text/event-stream" in doc["paths"][path]["post"]["responses"]["200"]["content"]
+    count = doc["paths"]["/v1/messages/count_tokens"]["post"]["responses"]
+    assert "text/event-stream" not in count["200"]["content"]
+    assert count["404"] == {"$ref": "#/components/responses/AnthropicError"}
+    assert doc["paths"]["/v1/responses"]["post"]["responses"]["404"] == {
+        "$ref": "#/components/responses/Error"}
+    assert doc["components"]["securitySchemes"]["apiKey"]["name"] == "x-api-key"
 
 
 def test_stop_lets_a_stream_in_flight_finish(relay_factory, upstream) -> None:

@@ -18,6 +18,7 @@ from chatprovider.domain.routing import (
     UnknownModel,
     UnknownProvider,
     candidates,
+    continuation_pin,
     parse_pin,
     qualified_id,
     route,
@@ -200,3 +201,16 @@ def test_routing_never_picks_a_provider_that_is_not_ready_or_not_allowed(
     for chosen in routes:
         entry = catalog.entries[chosen.provider]
         assert entry.ready and chosen.provider in allowed and chosen.model in entry.models
+
+
+def test_a_continuation_goes_to_its_origin_unless_the_caller_chose_a_provider(
+        catalog: Catalog) -> None:
+    # a bare id offered twice: ambiguous alone, the origin's with a remembered origin
+    assert continuation_pin("shared", catalog, None, B) == B
+    assert route("shared", catalog, everyone, continuation_pin("shared", catalog, None, B)) == \
+        (Route(B, "shared"),)
+    assert continuation_pin("shared", catalog, None, None) is None
+    assert continuation_pin("shared", catalog, A, B) == A                  # the header wins
+    assert continuation_pin("team-a/vllm/shared", catalog, None, B) is None  # so does the id
+    # a model that only looks qualified (unknown provider) is bare: the origin pins it
+    assert continuation_pin("nowhere/x/shared", catalog, None, B) == B

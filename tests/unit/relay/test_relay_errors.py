@@ -89,3 +89,12 @@ def test_types_by_status() -> None:
     assert error_type(504) == "upstream_error"
     assert error_type(500) == "server_error"
     assert not is_envelope({"error": "text"}) and is_envelope({"error": {"message": "m"}})
+
+
+def test_a_passed_through_envelope_keeps_its_content_type_a_wrapped_one_does_not() -> None:
+    raw = b'{"error":{"message":"no","type":"x"}}'
+    json_type = "application/json; charset=utf-8"
+    kept = upstream_error(400, raw, "ns/p", {"x-request-id": "r"}, json_type)
+    assert kept.headers == {"x-request-id": "r", "Content-Type": json_type}
+    wrapped = upstream_error(400, b"<html>no</html>", "ns/p", None, "text/html")
+    assert "Content-Type" not in wrapped.headers

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from chatprovider.domain.headers import downstream_headers, upstream_headers
+from chatprovider.domain.apis import Api
+from chatprovider.domain.headers import caller_authorization, downstream_headers, upstream_headers
 
 
 def names(headers: list[tuple[str, str]]) -> set[str]:
@@ -54,3 +55,23 @@ def test_downstream_keeps_rate_limit_headers_and_drops_framing_and_cookies() -> 
     ])
     assert names(out) == {"content-type", "retry-after", "x-ratelimit-remaining-requests",
                           "x-request-id"}
+
+
+def test_anthropic_routes_send_the_providers_key_in_both_headers_and_never_the_callers() -> None:
+    client = [("x-api-key", "caller-token"), ("anthropic-version", "2023-06-01")]
+    out = upstream_headers(client, api_key="provider-key", api=Api.ANTHROPIC)
+    assert [(n, v) for n, v in out if n.lower() in ("authorization", "x-api-key")] == [
+        ("Authorization", "Bearer provider-key"), ("x-api-key", "provider-key")]
+    assert ("anthropic-version", "2023-06-01") in out and "caller-token" not in repr(out)
+    assert "x-api-key" not in names(upstream_headers(client, api_key="k", api=Api.OPENAI))
+    assert names(upstream_headers(client, api_key=None, api=Api.ANTHROPIC)) == {
+        "anthropic-version", "content-type", "accept-encoding"}
+
+
+def test_the_callers_token_comes_from_x_api_key_only_without_an_authorization_header() -> None:
+    assert caller_authorization("Bearer a", None) == "Bearer a"
+    assert caller_authorization("Bearer a", "b") == "Bearer a"
+    assert caller_authorization("Basic eA==", "b") == "Basic eA=="  # refused, not replaced
+    assert caller_authorization(None, " b ") == "Bearer b"
+    assert caller_authorization(None, "  ") is None
+    assert caller_authorization(None, None) is None

@@ -6,13 +6,14 @@ import asyncio
 
 import pytest
 
+from chatprovider.domain.apis import Operation
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.kube.objects import ObjectSnapshot
 from chatprovider.registry import ObjectRef, view_from_body
 from chatprovider.relay import RelaySettings
 from chatprovider.relay.limiter import ProviderBusy, ProviderLimiter
-from chatprovider.relay.target import Operation, Targets
+from chatprovider.relay.target import Targets
 
 KEY = ProviderRef("ns", "p")
 

@@ -1,4 +1,5 @@
-"""The OpenAI-compatible routes of the dev server.
+"""The OpenAI-compatible routes of the dev server, and OpenAI's Responses and Anthropic's
+Messages routes (``/v1/responses``, ``/v1/messages``, ``/v1/messages/count_tokens``).
 
 Auth and the generic faults (hang, delays, error statuses, bad bodies) are applied before these
 handlers by :mod:`.app`; the handlers validate the body and answer from the cached encodings.
@@ -14,7 +15,7 @@ from aiohttp import web
 
 from .reply import plan_reply
 from .state import body_of, snapshot_of, state_of
-from .stream import send_stream
+from .stream import send_events, send_stream
 from .wire import (
     chat_chunk_tails,
     chat_completion_tail,
@@ -25,6 +26,7 @@ from .wire import (
     text_chunk_tails,
     text_completion_tail,
 )
+from .wire_apis import message_body, message_events, response_body, response_events
 
 __all__ = ["add_routes", "error_response"]
 
@@ -120,6 +122,49 @@ async def _embeddings(request: web.Request) -> web.StreamResponse:
     return web.Response(body=embeddings_body(body["model"], texts), content_type=_JSON)
 
 
+def _reply_to(body: dict[str, Any], messages: Any, limit: Any,
+              request: web.Request) -> Any:
+    """The chat reply to a Responses or Messages request (tools are not planned there)."""
+    asked = {"model": body["model"], "messages": messages, "max_tokens": limit}
+    return plan_reply(asked, snapshot_of(request).stream_frames)
+
+
+async def _responses(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "input")
+    except _BadRequest as bad:
+        return bad.response
+    reply = _reply_to(body, body["input"], body.get("max_output_tokens"), request)
+    rid = state_of(request.app).next_id(b"r").decode()
+    if body.get("stream") is True:
+        events = response_events(reply, rid, int(time.time()))
+        return await send_events(request, snapshot_of(request), events)
+    return web.Response(body=response_body(reply, rid, int(time.time())), content_type=_JSON)
+
+
+async def _messages(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "messages")
+    except _BadRequest as bad:
+        return bad.response
+    if not isinstance(body.get("max_tokens"), int):
+        return error_response(400, "max_tokens: Field required")
+    reply = _reply_to(body, body["messages"], body["max_tokens"], request)
+    mid = state_of(request.app).next_id(b"m").decode()
+    if body.get("stream") is True:
+        return await send_events(request, snapshot_of(request), message_events(reply, mid))
+    return web.Response(body=message_body(reply, mid), content_type=_JSON)
+
+
+async def _count_tokens(request: web.Request) -> web.StreamResponse:
+    try:
+        body = _checked_body(request, "messages")
+    except _BadRequest as bad:
+        return bad.response
+    reply = _reply_to(body, body["messages"], None, request)
+    return web.json_response({"input_tokens": reply.prompt_tokens})
+
+
 async def _models(request: web.Request) -> web.StreamResponse:
     state = state_of(request.app)
     snapshot = snapshot_of(request)
@@ -143,4 +188,7 @@ def add_routes(app: web.Application, health_path: str) -> None:
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
     app.router.add_post("/v1/embeddings", _embeddings)
+    app.router.add_post("/v1/responses", _responses)
+    app.router.add_post("/v1/messages", _messages)
+    app.router.add_post("/v1/messages/count_tokens", _count_tokens)
     app.router.add_get(health_path, _health, allow_head=False)

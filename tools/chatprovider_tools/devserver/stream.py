@@ -12,7 +12,8 @@ from .behaviour import Behaviour
 from .state import ServerState
 from .wire import DONE, frame
 
-__all__ = ["SSE_HEADERS", "ConnectionCut", "abort", "send_bad_stream", "send_stream"]
+__all__ = ["SSE_HEADERS", "ConnectionCut", "abort", "send_bad_stream", "send_events",
+           "send_stream"]
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
 """Headers of every streamed answer."""
@@ -71,6 +72,14 @@ async def send_stream(
     frames = [frame(kind, rid, created, tail) for tail in tails]
     frames.append(DONE)
     return await _write(request, frames, snapshot, snapshot.faults_apply(request.path))
+
+
+async def send_events(
+    request: web.Request, snapshot: Behaviour, events: Sequence[bytes]
+) -> web.StreamResponse:
+    """Stream ready-made SSE ``events`` (Responses', Anthropic's), honouring ``frame_delay`` and
+    ``cut_stream_after``."""
+    return await _write(request, events, snapshot, snapshot.faults_apply(request.path))
 
 
 async def send_bad_stream(
