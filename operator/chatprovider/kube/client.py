@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -86,8 +87,11 @@ class KubeClient:
         credentials = self.config.credentials
         token = await credentials.token()
         for attempt in (1, 2):
+            # A fresh BytesIO per attempt: aiohttp warns that a large bytes body would block the
+            # loop while it is copied, and a stream can be sent once only.
             async with self._session.request(
-                method, path, data=data, params=params, timeout=timeout,
+                method, path, data=None if data is None else io.BytesIO(data), params=params,
+                timeout=timeout,
                 headers=self._headers(token, content_type),
                 server_hostname=self.config.tls_server_name,
             ) as resp:
