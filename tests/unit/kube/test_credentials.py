@@ -165,3 +165,22 @@ def test_an_exec_credential_expiry_is_utc_and_its_token_is_not_in_repr() -> None
         ExecSpec(command="p", api_version=V1))
     assert cred.token == "t0ken" and "t0ken" not in repr(cred)
     assert cred.expires == dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def test_kopf_login_renews_a_token_file_when_called_again(tmp_path: Path) -> None:
+    """kopf calls the login handler again after a 401: in a pod, the file is read again then
+    (kubelet may have rotated it within the minute)."""
+    from chatprovider.kube.config import KubeConfig
+    from chatprovider.watch import KopfLogin
+
+    path = tmp_path / "token"
+    path.write_text("old")
+    login = KopfLogin(KubeConfig(server="https://api:6443", credentials=TokenFile(str(path))))
+
+    async def main() -> list[str | None]:
+        first = await login()
+        path.write_text("new")
+        second = await login()
+        return [first.token, second.token, second.scheme]
+
+    assert asyncio.run(main()) == ["old", "new", "Bearer"]
