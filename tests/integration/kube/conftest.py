@@ -46,6 +46,21 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str,
         raise AssertionError(f"{what}: not within {timeout:.0f} s") from None
 
 
+def run(main: Awaitable[T]) -> T:
+    """``asyncio.run(main)``, then a quarter of a second more of the loop: closed TLS
+    transports (ours, kopf's) finish closing on the next loop iterations, and a loop closed
+    before that leaves them to the garbage collector (an "unclosed transport" warning, an error
+    here). aiohttp's documented graceful shutdown; the operator does the same."""
+
+    async def settled() -> T:
+        try:
+            return await main
+        finally:
+            await asyncio.sleep(0.25)
+
+    return asyncio.run(settled())
+
+
 async def status_for(plane: ControlPlane, token: str, path: str) -> int:
     """The HTTP status the API server answers ``token`` with (a raw request, no client)."""
     ctx = ssl.create_default_context(cafile=str(plane.creds.ca_cert))

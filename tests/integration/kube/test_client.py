@@ -8,7 +8,7 @@ import contextlib
 import json
 
 import pytest
-from tests.integration.kube.conftest import eventually, provider, providers_path
+from tests.integration.kube.conftest import eventually, provider, providers_path, run
 
 from chatprovider.kube import ApiError, KubeClient, KubeConfig
 from chatprovider.settings import OperatorSettings
@@ -54,7 +54,7 @@ def test_a_watch_delivers_an_object_near_the_size_limit_and_keeps_going(
             messages = [c["message"] for c in got["big"]["status"]["conditions"]]
             assert messages == [c["message"] for c in big_status(NEAR_LIMIT)["conditions"]]
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_kopf_delivers_an_object_near_the_size_limit(kubeconfig, chatprovider_crd,
@@ -89,7 +89,7 @@ def test_kopf_delivers_an_object_near_the_size_limit(kubeconfig, chatprovider_cr
             async with asyncio.timeout(30):
                 await task
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_a_too_old_resource_version_is_gone(kubeconfig, chatprovider_crd, namespace: str
@@ -106,4 +106,4 @@ def test_a_too_old_resource_version_is_gone(kubeconfig, chatprovider_crd, namesp
                         pass
             assert info.value.gone
 
-    asyncio.run(main())
+    run(main())

@@ -15,6 +15,7 @@ from tests.integration.kube.conftest import (
     plugin_runs,
     provider,
     providers_path,
+    run,
     status_for,
 )
 
@@ -59,7 +60,7 @@ def test_exec_plugin_tokens_are_renewed_past_their_expiry(
                     if event.object["metadata"]["name"] == "after":
                         break
 
-    asyncio.run(main())
+    run(main())
     assert isinstance(config.credentials, ExecPlugin)
     assert config.credentials.runs == plugin_runs(tmp_path) >= 2
 
@@ -85,7 +86,7 @@ def test_concurrent_requests_run_a_due_plugin_once(exec_kubeconfig: ExecKubeconf
             assert await config.bearer_token() != first
             return after_first, plugin.runs
 
-    after_first, after_second = asyncio.run(main())
+    after_first, after_second = run(main())
     assert (after_first, after_second) == (1, 2)
     assert plugin_runs(tmp_path) == 2
 
@@ -106,7 +107,7 @@ def test_a_401_runs_the_plugin_again_once(exec_kubeconfig: ExecKubeconfig, names
             plugin._current.token = "revoked"  # what the server now refuses
             await asyncio.gather(*(kube.get(path) for _ in range(10)))
 
-    asyncio.run(main())
+    run(main())
     assert plugin.runs == 2
 
 
@@ -122,7 +123,7 @@ def test_kopf_login_hands_out_the_expiry_and_renews_on_a_second_call(
         second = await login()  # kopf logs in again only when the first was refused
         assert second.token and second.token != first.token
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_kopf_keeps_watching_with_an_exec_plugin_past_expiry(
@@ -175,7 +176,7 @@ def test_kopf_keeps_watching_with_an_exec_plugin_past_expiry(
             if not kopf_task.done():
                 kopf_task.cancel()
 
-    asyncio.run(main())
+    run(main())
 
 
 def test_a_rotated_token_file_is_read_again(control_plane, mint_token, k8s, namespace: str,
@@ -231,4 +232,4 @@ def test_a_rotated_token_file_is_read_again(control_plane, mint_token, k8s, name
             assert (await kube.get(path))["kind"] == "ConfigMapList"
             assert await config.bearer_token() == new
 
-    asyncio.run(main())
+    run(main())
