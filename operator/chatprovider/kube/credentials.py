@@ -25,16 +25,25 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from chatprovider.kube.kubeconfig import ExecSpec, KubeConfigError
+from chatprovider.kube.kubeconfig import ExecSpec
 
-__all__ = ["ExecCredential", "ExecPlugin", "ExecPluginError", "StaticToken", "TokenFile",
-           "TokenSource", "parse_exec_credential"]
+__all__ = ["CredentialsError", "ExecCredential", "ExecPlugin", "ExecPluginError", "StaticToken",
+           "TokenFile", "TokenSource", "parse_exec_credential"]
 
 Clock = Callable[[], float]  # seconds since the epoch (expirationTimestamp is wall-clock time)
 
 
-class ExecPluginError(RuntimeError):
-    """The exec plugin failed or printed no usable ExecCredential (retrying may help)."""
+class CredentialsError(ConnectionError):
+    """No credential could be had just now (a token file unreadable, an exec plugin failed).
+
+    A :class:`ConnectionError` (so an :class:`OSError`): callers that retry when the API server
+    cannot be reached retry this too, which is right, since kubelet rewrites a token file and a
+    plugin's identity provider comes back.
+    """
+
+
+class ExecPluginError(CredentialsError):
+    """The exec plugin failed or printed no usable ExecCredential."""
 
 
 class TokenSource:
@@ -74,10 +83,10 @@ class TokenFile(TokenSource):
         try:
             token = Path(self.path).read_text().strip()
         except OSError as exc:
-            raise KubeConfigError(f"token file {self.path} cannot be read: {exc.strerror}"
-                                  ) from None
+            raise CredentialsError(f"token file {self.path} cannot be read: {exc.strerror}"
+                                   ) from None
         if not token:
-            raise KubeConfigError(f"token file {self.path} is empty")
+            raise CredentialsError(f"token file {self.path} is empty")
         self._read_at = self._monotonic()
         return token
 

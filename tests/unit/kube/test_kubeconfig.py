@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatprovider.kube.config import KubeConfig
 from chatprovider.kube.credentials import ExecPlugin, StaticToken, TokenFile, exec_info
@@ -216,3 +218,26 @@ def test_in_cluster_uses_the_service_account_files(tmp_path: Path, monkeypatch) 
                                                   str(tmp_path / "ca.crt"), "ops")
     assert isinstance(c.credentials, TokenFile)
     assert c.credentials.path == str(tmp_path / "token")
+
+
+_BROKEN = [
+    lambda u: ({"c": {}}, u),  # no server
+    lambda u: ({"c": {"server": "https://x", "certificate-authority-data": "%"}}, u),
+    lambda u: ({"c": {"server": "https://x"}}, {**u, "client-certificate": "c.crt"}),
+    lambda u: ({"c": {"server": "https://x"}}, {**u, "exec": {"command": "p"}}),
+    lambda u: ({"c": {"server": "https://x"}}, {**u, "auth-provider": {"name": "oidc"}}),
+]
+
+
+@settings(max_examples=60, deadline=None)
+@given(token=st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=20),
+       broken=st.sampled_from(_BROKEN))
+def test_no_error_ever_holds_the_token(token: str, broken) -> None:
+    clusters, user = broken({"token": token, "client-key-data": None})
+    doc = {"clusters": [{"name": "c", "cluster": clusters["c"]}],
+           "users": [{"name": "u", "user": user}],
+           "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+           "current-context": "x"}
+    with pytest.raises(KubeConfigError) as info:
+        resolve([(Path("/k/config"), doc)])
+    assert token not in str(info.value)

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 
 from chatprovider.kube.credentials import (
+    CredentialsError,
     ExecPlugin,
     ExecPluginError,
     TokenFile,
     parse_exec_credential,
 )
-from chatprovider.kube.kubeconfig import ExecSpec, KubeConfigError
+from chatprovider.kube.kubeconfig import ExecSpec
 
 V1 = "client.authentication.k8s.io/v1"
 
@@ -52,9 +53,9 @@ def test_a_token_file_is_read_again_after_a_minute_or_a_401(tmp_path: Path) -> N
 
 def test_an_empty_or_missing_token_file_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "empty").write_text("\n")
-    with pytest.raises(KubeConfigError, match="is empty"):
+    with pytest.raises(CredentialsError, match="is empty"):
         asyncio.run(TokenFile(str(tmp_path / "empty")).token())
-    with pytest.raises(KubeConfigError, match="cannot be read"):
+    with pytest.raises(OSError, match="cannot be read"):  # retried like a lost connection
         asyncio.run(TokenFile(str(tmp_path / "missing")).token())
 
 
