@@ -149,6 +149,11 @@ class OperatorSettings(_Settings):
         None, commands=_BOTH,
         not_in_chart="in a pod, the ServiceAccount's projected token is used")
     """Path of a kubeconfig; unset: in-cluster, then ``$KUBECONFIG``, then ``~/.kube/config``."""
+    context: str | None = setting(
+        None, commands=_BOTH, flag="--context", env="CHATPROVIDER_CONTEXT",
+        not_in_chart="a pod uses its ServiceAccount, not a kubeconfig")
+    """The kubeconfig context to use; unset: its ``current-context``. Setting it skips the
+    in-cluster service account."""
     namespaces: tuple[str, ...] = setting(
         (), commands=_BOTH, chart="watchNamespaces", flag="--namespace", short="-n",
         env="CHATPROVIDER_NAMESPACES")

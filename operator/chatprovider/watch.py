@@ -31,7 +31,8 @@ from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import ref_of
 from chatprovider.settings import OperatorSettings
 
-__all__ = ["Observer", "ProviderWatch", "build_kopf_registry", "configure_kopf", "run_kopf"]
+__all__ = ["KopfLogin", "Observer", "ProviderWatch", "build_kopf_registry", "configure_kopf",
+           "run_kopf"]
 
 Observer = Callable[[str, Mapping[str, Any]], None]
 log = logging.getLogger(__name__)
@@ -55,18 +56,39 @@ def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | Non
     settings.networking.request_timeout = 30
 
 
-def connection_info(config: KubeConfig) -> kopf.ConnectionInfo:
-    """kopf's credentials, from the same :class:`KubeConfig` our own client uses."""
-    token = config.bearer_token()
-    return kopf.ConnectionInfo(
-        server=config.server,
-        ca_path=config.ca_file,
-        insecure=not config.verify_ssl,
-        scheme="Bearer" if token else None,
-        token=token,
-        certificate_path=config.cert_file,
-        private_key_path=config.key_file,
-    )
+class KopfLogin:
+    """kopf's credentials, from the same :class:`KubeConfig` (and token source) our own client
+    uses. kopf calls the login handler at start, when the credential it holds reaches its
+    ``expiration`` (an exec plugin's ``expirationTimestamp``), and after a 401; a call while the
+    token last handed out is still current is such a rejection, so that token is renewed (a
+    token file re-read, an exec plugin run again)."""
+
+    def __init__(self, config: KubeConfig) -> None:
+        self._config = config
+        self._given: str | None = None
+
+    async def __call__(self) -> kopf.ConnectionInfo:
+        credentials = self._config.credentials
+        if self._given is None:
+            token = await credentials.token()
+        else:
+            token = await credentials.renew(self._given)
+        self._given = token
+        c = self._config
+        return kopf.ConnectionInfo(
+            server=c.server,
+            ca_path=c.ca_file,
+            ca_data=c.ca_data,
+            insecure=not c.verify_ssl,
+            scheme="Bearer" if token else None,
+            token=token,
+            certificate_path=c.cert_file,
+            certificate_data=c.cert_data,
+            private_key_path=c.key_file,
+            private_key_data=c.key_data,
+            default_namespace=c.namespace,
+            expiration=credentials.expires_at,
+        )
 
 
 def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int],
@@ -79,9 +101,11 @@ def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Call
     async def _configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure_kopf(settings, ours)
 
+    login = KopfLogin(config)
+
     @kopf.on.login(registry=registry)
     async def _login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(config)
+        return await login()
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def _on_event(type: str | None, body: kopf.Body, **_: Any) -> None:

@@ -67,7 +67,7 @@ class OperatorApp:
 
     async def run(self, stop_flag: asyncio.Event) -> None:
         s = self.settings
-        config = KubeConfig.load(s.kubeconfig)
+        config = KubeConfig.load(s.kubeconfig, s.context)
         kube = KubeClient(config)
         transports = self._transports(s.egress)
         objects = ReferencedObjects(kube, on_change=self._object_changed,

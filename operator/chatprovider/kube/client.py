@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
@@ -67,24 +69,47 @@ class KubeClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    def _headers(self, content_type: str | None = None) -> dict[str, str]:
+    @staticmethod
+    def _headers(token: str | None, content_type: str | None = None) -> dict[str, str]:
         headers = {"Accept": "application/json"}
-        token = self.config.bearer_token()
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
             headers["Content-Type"] = content_type
         return headers
 
+    @contextlib.asynccontextmanager
+    async def _send(self, method: str, path: str, *, data: bytes | None = None,
+                    content_type: str | None = None, params: Mapping[str, str] | None = None,
+                    timeout: aiohttp.ClientTimeout) -> AsyncIterator[aiohttp.ClientResponse]:
+        """One request; on a 401 once more with a renewed token (a rotated token file, an
+        exec plugin run again), unless the credentials have nothing newer."""
+        credentials = self.config.credentials
+        token = await credentials.token()
+        for attempt in (1, 2):
+            # A fresh BytesIO per attempt: aiohttp warns that a large bytes body would block the
+            # loop while it is copied, and a stream can be sent once only.
+            async with self._session.request(
+                method, path, data=None if data is None else io.BytesIO(data), params=params,
+                timeout=timeout,
+                headers=self._headers(token, content_type),
+                server_hostname=self.config.tls_server_name,
+            ) as resp:
+                if resp.status == 401 and attempt == 1:
+                    renewed = await credentials.renew(token)
+                    if renewed != token:
+                        token = renewed
+                        continue
+                yield resp
+                return
+
     async def request(
         self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
         params: Mapping[str, str] | None = None,
     ) -> JSON:
-        data = None if body is None else json.dumps(body)
-        async with self._session.request(
-            method, path, data=data, params=params, timeout=self._timeout,
-            headers=self._headers(content_type if data is not None else None),
-        ) as resp:
+        data = None if body is None else _dumps(body)
+        async with self._send(method, path, data=data, params=params, timeout=self._timeout,
+                              content_type=content_type if data is not None else None) as resp:
             text = await resp.text()
             if resp.status >= 400:
                 raise _api_error(resp.status, text)
@@ -119,7 +144,9 @@ class KubeClient:
 
         The caller re-lists and re-watches; :class:`ApiError` with ``gone`` means the
         resourceVersion is too old. A watch silent for ``timeout_seconds`` plus a margin (at
-        most 30 s) is dead (a connection lost without a FIN): it raises a timeout.
+        most 30 s) is dead (a connection lost without a FIN): it raises a timeout. Events are
+        split on newlines from the raw stream, with no line-length limit: an object can be as
+        large as the API server stores (about 1.5 MiB in etcd by default).
         """
         query = {"watch": "true", "allowWatchBookmarks": "true",
                  "timeoutSeconds": str(timeout_seconds), **(params or {})}
@@ -127,19 +154,41 @@ class KubeClient:
             query["resourceVersion"] = resource_version
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10,
                                         sock_read=timeout_seconds + min(30, timeout_seconds))
-        async with self._session.get(path, params=query, headers=self._headers(),
-                                     timeout=timeout) as resp:
+        async with self._send("GET", path, params=query, timeout=timeout) as resp:
             if resp.status >= 400:
                 raise _api_error(resp.status, await resp.text())
-            async for line in resp.content:
-                if not line.strip():
-                    continue
+            async for line in _lines(resp.content):
                 event = json.loads(line)
                 if event.get("type") == "ERROR":
                     obj = event.get("object") or {}
                     raise ApiError(int(obj.get("code", 500)), str(obj.get("reason", "")),
                                    str(obj.get("message", "")))
                 yield WatchEvent(event["type"], event["object"])
+
+
+def _dumps(body: Any) -> bytes:
+    """Compact JSON, UTF-8 as is: a \\u escape would triple the size of non-ASCII text, and
+    the API server limits a request's body (3 MiB)."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+async def _lines(stream: aiohttp.StreamReader) -> AsyncIterator[bytes]:
+    """Non-empty newline-terminated lines of ``stream``, however long (aiohttp's own line
+    reader refuses lines over its buffer limit, 512 KiB in aiohttp 3.14)."""
+    pending: list[bytes] = []
+    async for chunk in stream.iter_any():
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            pending.append(chunk[start:end])
+            line = b"".join(pending)
+            pending.clear()
+            if line.strip():
+                yield line
+            start = end + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+    if (rest := b"".join(pending)).strip():
+        yield rest
 
 
 def _api_error(status: int, text: str) -> ApiError:

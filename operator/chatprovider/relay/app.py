@@ -37,7 +37,7 @@ class RelayApp:
 
     async def run(self, stop: asyncio.Event) -> None:
         s = self.settings
-        config = KubeConfig.load(s.kubeconfig)
+        config = KubeConfig.load(s.kubeconfig, s.context)
         kube = KubeClient(config)
         transports = Transports(s.egress)
         objects = ReferencedObjects(kube, watch_timeout=s.watch_server_timeout,
