@@ -147,13 +147,7 @@ def test_run_waits_for_the_crd_in_one_line_and_its_429s_are_no_errors(tmp_path):
                 assert time.monotonic() < deadline, log.read_text()[-3000:]
                 time.sleep(0.2)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
+            _stop(proc)
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     assert text.count(missing) == 1, text[-3000:]
@@ -189,15 +183,20 @@ def test_an_unreachable_api_server_is_one_warning_then_quiet_retries(command, tm
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait(10)
+            _stop(proc)
     text = log.read_text()
     assert proc.returncode == 0, text[-3000:]
     assert text.count(said) == 1, text
     assert "is the API server reachable" in text
     assert not [line for line in text.splitlines() if " ERROR " in line or "Traceback" in line]
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the command's own clean stop), SIGKILL if it has not ended within 30 s."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

@@ -23,7 +23,7 @@ import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from chatprovider_tools.controlplane.plane import die_with_parent, free_port
+from chatprovider_tools.controlplane.plane import die_with_parent, free_port, terminate
 from chatprovider_tools.generators.paths import repository_root
 
 __all__ = [
@@ -152,15 +152,8 @@ class LlamaServer:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
+        if self.popen is not None:
+            terminate(self.popen, timeout)
         self.popen = None
 
     def log_tail(self, lines: int = 30) -> str:

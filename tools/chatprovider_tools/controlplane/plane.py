@@ -83,6 +83,18 @@ def write_kubeconfig(path: Path, server: str, ca_cert: Path, token: str, user: s
     return path
 
 
+def terminate(popen: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds: a bounded stop (at most twice
+    ``timeout``)."""
+    if popen.poll() is None:
+        popen.terminate()
+        try:
+            popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            popen.kill()
+            popen.wait(timeout)
+
+
 class _Process:
     def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
         self.name, self.argv, self.log_path = name, argv, log_path
@@ -100,15 +112,8 @@ class _Process:
         return self.popen is not None and self.popen.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is None:
-            return
-        if self.popen.poll() is None:
-            self.popen.terminate()
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
+        if self.popen is not None:
+            terminate(self.popen, timeout)
         self.popen = None
 
     def tail(self, lines: int = 30) -> str:
