@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
 from chatprovider.domain.routing import ProviderRef
+from chatprovider.domain.status import ready_condition
 
 __all__ = ["ObjectRef", "ProviderView", "Registry", "ref_of", "view_from_body"]
 
@@ -45,13 +46,10 @@ class ProviderView:
     @property
     def ready(self) -> bool:
         """Ready=True for the current generation."""
-        for cond in self.status.conditions:
-            if cond.type == "Ready":
-                return cond.status == "True" and (
-                    self.status.observed_generation is None
-                    or self.status.observed_generation == self.generation
-                )
-        return False
+        cond = ready_condition(self.status)
+        return cond is not None and cond.status == "True" and (
+            self.status.observed_generation is None
+            or self.status.observed_generation == self.generation)
 
     @property
     def model_ids(self) -> tuple[str, ...]:

@@ -56,7 +56,7 @@ KEY_PATTERN = r"^[-._a-zA-Z0-9]+$"
 CredentialHeader = Literal[
     "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key", "api-key"
 ]
-CREDENTIAL_HEADERS: tuple[str, ...] = typing.get_args(CredentialHeader)
+SPEC_CREDENTIAL_HEADERS: tuple[str, ...] = typing.get_args(CredentialHeader)
 
 #: The URL of an endpoint: http(s), a non-empty authority, no whitespace, query or fragment.
 ENDPOINT_PATTERN = r"^https?://[^\s/?#]+(/[^\s?#]*)?$"
@@ -258,7 +258,7 @@ class Header(_Model):
         json_schema_extra={
             "x-kubernetes-validations": [
                 {
-                    "rule": "!(self.name.lowerAscii() in " + repr(list(CREDENTIAL_HEADERS)) + ")",
+                    "rule": f"!(self.name.lowerAscii() in {list(SPEC_CREDENTIAL_HEADERS)!r})",
                     "message": "credential headers (Authorization, Cookie, X-Api-Key, ...) are"
                     " refused; use apiKeySecretRef",
                     "fieldPath": ".name",

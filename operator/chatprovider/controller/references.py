@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass, field
 
+from chatprovider.domain.api_key import api_key_from
 from chatprovider.domain.conditions import Reason
 from chatprovider.kube.objects import (
     SECRET_OPT_IN_LABEL,
@@ -72,11 +73,8 @@ async def resolve_references(view: ProviderView, objects: ReferencedObjects) -> 
     if ref.key not in snap.data:
         return Resolved(Reason.SECRET_KEY_MISSING,
                         f"Secret {ref.name!r} has no key {ref.key!r}", ca_pem=ca_pem)
-    try:
-        key = snap.data[ref.key].decode("utf-8").strip()
-    except UnicodeDecodeError:
-        key = ""
-    if not key or not key.isprintable():
+    key = api_key_from(snap.data[ref.key])
+    if key is None:
         return Resolved(Reason.SECRET_KEY_EMPTY, f"Secret {ref.name!r} key {ref.key!r} is empty "
                         "or not printable text", ca_pem=ca_pem)
     return Resolved(Reason.SECRET_RESOLVED, f"API key read from Secret {ref.name!r}",

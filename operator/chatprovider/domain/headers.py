@@ -18,11 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from chatprovider.api.v1alpha1 import CREDENTIAL_HEADERS as SPEC_REFUSED
+from chatprovider.api.v1alpha1 import SPEC_CREDENTIAL_HEADERS
 from chatprovider.domain.apis import Api
 
 __all__ = [
-    "CREDENTIAL_HEADERS",
+    "CALLER_CREDENTIAL_HEADERS",
     "HOP_BY_HOP",
     "caller_authorization",
     "downstream_headers",
@@ -35,16 +35,16 @@ HOP_BY_HOP = frozenset({
     "upgrade", "host", "content-length", "expect",
 })
 #: Headers that carry the caller's credentials or account; never forwarded.
-CREDENTIAL_HEADERS = frozenset({
+CALLER_CREDENTIAL_HEADERS = frozenset({
     "authorization", "proxy-authorization", "cookie", "x-api-key", "api-key",
     "openai-organization", "openai-project",
 })
 #: Set by the relay itself on the upstream request.
 _RELAY_OWNED = frozenset({"content-type", "accept-encoding", "x-chatprovider"})
 #: Dropped from every upstream request whatever the client sends.
-_ALWAYS_DROPPED = HOP_BY_HOP | CREDENTIAL_HEADERS | _RELAY_OWNED
+_ALWAYS_DROPPED = HOP_BY_HOP | CALLER_CREDENTIAL_HEADERS | _RELAY_OWNED
 #: Refused in spec.headers (the CRD refuses them too).
-_EXTRA_REFUSED = frozenset(SPEC_REFUSED) | HOP_BY_HOP | _RELAY_OWNED
+_EXTRA_REFUSED = frozenset(SPEC_CREDENTIAL_HEADERS) | HOP_BY_HOP | _RELAY_OWNED
 #: Not passed back to the client.
 _DOWNSTREAM_DROPPED = HOP_BY_HOP | frozenset({
     "set-cookie", "www-authenticate", "proxy-authenticate", "server",

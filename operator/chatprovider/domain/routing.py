@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 __all__ = [
+    "PROVIDER_HEADER",
     "AmbiguousModel",
     "BadPin",
     "Catalog",
@@ -44,6 +45,10 @@ __all__ = [
     "route",
     "split_qualified",
 ]
+
+#: The header that pins a request to one provider, and that names on an answer the provider
+#: that served it (``namespace/name``).
+PROVIDER_HEADER = "X-ChatProvider"
 
 #: A Kubernetes namespace (DNS label) and a ChatProvider name (DNS subdomain).
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

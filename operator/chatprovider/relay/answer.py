@@ -23,14 +23,14 @@ from chatprovider.domain.openai_errors import (
     UpstreamFailureKind,
     upstream_error,
 )
+from chatprovider.domain.routing import PROVIDER_HEADER
 from chatprovider.domain.sse import response_id_of, usage_of
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.target import Target
 
-__all__ = ["PROVIDER_HEADER", "read_body", "relay_answer"]
+__all__ = ["read_body", "relay_answer"]
 
 #: Response header naming the provider that answered (``<namespace>/<name>``).
-PROVIDER_HEADER = "X-ChatProvider"
 _ERROR_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 
 

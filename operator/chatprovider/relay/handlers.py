@@ -13,7 +13,7 @@ from chatprovider.domain.apis import Operation
 from chatprovider.domain.headers import caller_authorization, upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
-from chatprovider.domain.routing import Catalog, ProviderRef, Route
+from chatprovider.domain.routing import PROVIDER_HEADER, Catalog, ProviderRef, Route
 from chatprovider.relay.answer import relay_answer
 from chatprovider.relay.auth import Access, Caller
 from chatprovider.relay.catalog import CatalogCache
@@ -31,7 +31,6 @@ __all__ = ["Handlers"]
 
 log = logging.getLogger(__name__)
 
-PIN_HEADER = "X-ChatProvider"
 
 
 class Handlers:
@@ -96,7 +95,7 @@ class Handlers:
             raise _too_large(self._settings.max_body_bytes)
         caller = await self._authenticate(request)
         body = parse_body(await request.read())
-        pin_header = request.headers.get(PIN_HEADER)
+        pin_header = request.headers.get(PROVIDER_HEADER)
         pin = _parse_pin(pin_header) if pin_header is not None else None
         if operation is Operation.RESPONSES:
             origin = self._origins.provider_of(body.members.get("previous_response_id"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from chatprovider.domain.apis import Api, Operation
+from chatprovider.domain.routing import PROVIDER_HEADER
 from chatprovider.settings import AuthMode, RelaySettings
 
 __all__ = ["openapi_document"]
@@ -140,7 +141,7 @@ def openapi_document(settings: RelaySettings) -> dict[str, Any]:
                                    "send it); read only when there is no Authorization "
                                    "header."}},
             "parameters": {"ProviderPin": {
-                "name": "X-ChatProvider", "in": "header", "required": False,
+                "name": PROVIDER_HEADER, "in": "header", "required": False,
                 "description": "Pin a provider: `<namespace>/<name>`.",
                 "schema": {"type": "string", "pattern": _PIN_PATTERN}}},
             "responses": {

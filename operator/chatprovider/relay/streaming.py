@@ -28,8 +28,8 @@ from chatprovider.domain.apis import Operation
 from chatprovider.domain.envelopes import stream_error_event
 from chatprovider.domain.headers import downstream_headers
 from chatprovider.domain.openai_errors import UpstreamFailure, UpstreamFailureKind
+from chatprovider.domain.routing import PROVIDER_HEADER
 from chatprovider.domain.sse import StreamObserver
-from chatprovider.relay.answer import PROVIDER_HEADER
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.guard import StreamCut, StreamGuard
 from chatprovider.relay.target import Target

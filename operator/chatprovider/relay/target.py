@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from chatprovider.domain.api_key import api_key_from
 from chatprovider.domain.apis import Operation
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.openai_errors import OpenAIError
@@ -127,10 +128,4 @@ class Targets:
 
 
 def _text(raw: bytes | None) -> str | None:
-    if raw is None:
-        return None
-    try:
-        key = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return None
-    return key if key and key.isprintable() else None
+    return None if raw is None else api_key_from(raw)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from chatprovider.domain.routing import qualified_id
+from chatprovider.domain.status import ready_condition
 from chatprovider.registry import ProviderView, Registry
 from chatprovider.relay.auth import Access
 from chatprovider.relay.exchange import exchange_of
@@ -27,7 +28,7 @@ def provider_object(view: ProviderView) -> dict[str, object]:
     """The public description of one provider (no endpoint, no credential, no reference)."""
     spec, status = view.spec, view.status
     key = view.ref
-    ready = next((c for c in status.conditions if c.type == "Ready"), None)
+    ready = ready_condition(status)
     up_to_date = status.observed_generation is not None and \
         status.observed_generation == view.generation
     last = status.last_check
