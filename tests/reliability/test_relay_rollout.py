@@ -62,26 +62,25 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
                                         "apiKeySecretRef": {"name": "key"}})
             _force_ready(providers, "early")  # "late" is not Ready yet
 
-            # 1. The relay's own LIST of providers answered, its answer held (kopf's list and
-            # watch pass): not ready, though it serves what the watch delivered.
+            # 1. The relay's own LIST of providers answered, its answer held: not ready (its
+            # watch starts only once that list is in, so nothing is served from a half view).
             relay = ChatproviderProcess(kc, tmp_path / "relay-1.log", command="relay")
             relays.append(relay)
             relay.start(wait_ready=False)
             wait_for(lambda: proxy.held("providers") >= 1, timeout=30,
                      what="the relay's LIST of providers")
             _force_ready(providers, "late")  # after the held list was answered
-            wait_for(lambda: _chat(relay.url, f"{ns}/late/m").status_code == 200, timeout=30,
-                     what="the watch to deliver late's new status")
             assert httpx.get(f"{relay.url}/healthz", timeout=5).status_code == 200
             seen.append(f"list held: {_readyz(relay)}")
             assert _readyz(relay) == 503
 
-            # 2. The stale list delivered: ready, and it did not undo what the watch had
-            # delivered since (late stays routable).
+            # 2. The (stale) list delivered: ready, and the watch that follows brings what
+            # changed since (late becomes routable).
             proxy.release("providers")
             wait_for(lambda: _readyz(relay) == 200, timeout=30, what="ready after the list")
             seen.append("list delivered: 200")
-            assert _chat(relay.url, f"{ns}/late/m").status_code == 200
+            wait_for(lambda: _chat(relay.url, f"{ns}/late/m").status_code == 200, timeout=30,
+                     what="the watch to deliver late's new status")
             assert _chat(relay.url, f"{ns}/early/m").status_code == 200
 
             # 3. Once ready, a new provider naming a new Secret, whose read is held, does not
@@ -118,8 +117,8 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
             relay.stop(timeout=15)
         proxy.close()
     figure("a fresh relay's /readyz while its loading is held (proxy in front of the API "
-           "server)", "; ".join(seen) + "; a status delivered by the watch while the list was "
-           "held survives the list")
+           "server)", "; ".join(seen) + "; a status changed while the list was held is "
+           "delivered by the watch that follows it")
 
 
 def test_rolling_restart_of_two_relays_behind_one_address_fails_no_request(

@@ -35,8 +35,15 @@ class Forwarder:
             self._transports.check_destination(target.host, target.profile)
             session = self._transports.session(target.profile)
             async with asyncio.timeout(target.connect + target.first_byte):
-                return await session.post(target.url, data=body, headers=list(headers),
-                                          timeout=timeout, allow_redirects=False)
+                try:
+                    return await session.post(target.url, data=body, headers=list(headers),
+                                              timeout=timeout, allow_redirects=False)
+                except aiohttp.ServerDisconnectedError:
+                    # The server closed a kept-alive connection as the request went out on it
+                    # (llama-server does after a stream): once more, on a new connection.
+                    # aiohttp does this itself for idempotent methods only.
+                    return await session.post(target.url, data=body, headers=list(headers),
+                                              timeout=timeout, allow_redirects=False)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified; the message is not kept

@@ -63,6 +63,13 @@ class _Connection:
     """Client to server."""
     received: bytearray = field(default_factory=bytearray)
     """Server to client."""
+    received_at: int = 0
+    """When it last received bytes (the proxy's own counter)."""
+
+    def complete(self) -> bool:
+        """Every request sent on it has its whole response."""
+        return len(parse_messages(bytes(self.received))) == \
+            len(parse_messages(bytes(self.sent))) > 0
 
 
 class RecordingProxy:
@@ -72,9 +79,9 @@ class RecordingProxy:
         self._target = port
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self._listener.getsockname()[1])
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()  # notified whenever bytes are recorded
         self._connections: list[_Connection] = []
-        self._last: _Connection | None = None
+        self._received = 0
         self._sockets: list[socket.socket] = []
         self._threads = [threading.Thread(target=self._accept, daemon=True)]
         self._threads[0].start()
@@ -113,20 +120,33 @@ class RecordingProxy:
             with self._lock:
                 into += data
                 if into is record.received:
-                    self._last = record
+                    self._received += 1
+                    record.received_at = self._received
+                self._lock.notify_all()
             try:
                 sink.sendall(data)
             except OSError:
                 return
 
-    def last_exchange(self) -> tuple[HttpMessage, HttpMessage]:
-        """The last request and response on the connection that last received an answer."""
+    def last_exchange(self, timeout: float = 10.0) -> tuple[HttpMessage, HttpMessage]:
+        """The last request and its response, on the connection that last received a whole one.
+
+        The relay may end its answer to the client (at the stream's last event) before the
+        upstream's final chunk has passed through here, so this waits (bounded) for a complete
+        exchange; a connection whose last request got no answer (the server closed it and the
+        relay sent the request again on a new one) is passed over."""
         with self._lock:
-            record = self._last
-            assert record is not None, "no answer has gone through the proxy"
+            def last() -> _Connection | None:
+                done = [c for c in self._connections if c.received_at and c.complete()]
+                return max(done, key=lambda c: c.received_at, default=None)
+            self._lock.wait_for(lambda: last() is not None, timeout)
+            record = last()
+            assert record is not None, ("no whole answer has gone through the proxy", [
+                ([m.start for m in parse_messages(bytes(c.sent))],
+                 [m.start for m in parse_messages(bytes(c.received))], bytes(c.received)[-200:])
+                for c in self._connections])
             requests = parse_messages(bytes(record.sent))
             responses = parse_messages(bytes(record.received))
-        assert requests and len(responses) == len(requests), (len(requests), len(responses))
         return requests[-1], responses[-1]
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ every answer.
 from __future__ import annotations
 
 import json
+import time
 
 import anthropic
 import httpx
@@ -208,8 +209,14 @@ def test_messages_stream_with_the_anthropic_sdk(wired) -> None:
     # the SDK adds a "text" event beside each text delta
     assert collapsed([k for k in kinds if k != "text"]) == MESSAGES_STREAM_ORDER
     assert final.stop_reason in {"end_turn", "max_tokens"} and final.usage.output_tokens >= 1
-    completion = wired.relay.metric("chatprovider_relay_tokens_total", namespace=wired.ns,
-                                    provider="llama", model=MODEL, direction="completion")
+    # the relay counts a stream's tokens once the upstream's stream has ended, which can be
+    # just after the client has read the last event
+    deadline = time.monotonic() + 10
+    while (completion := wired.relay.metric(
+            "chatprovider_relay_tokens_total", namespace=wired.ns, provider="llama",
+            model=MODEL, direction="completion")) != final.usage.output_tokens \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert completion == final.usage.output_tokens
 
 
