@@ -65,17 +65,23 @@ def collapsed(names: list[str]) -> list[str]:
     return [n for i, n in enumerate(names) if i == 0 or names[i - 1] != n]
 
 
+NO_REUSE = httpx.Limits(max_keepalive_connections=0)
+
+
 @pytest.fixture
 def http(llama_server):
+    # a connection per request (NO_REUSE): llama-server closes one after a stream or an error,
+    # and a request racing that close would fail for a reason no test here is about
     with httpx.Client(base_url=llama_server.base_url, headers=llama_server.headers,
-                      timeout=120.0, trust_env=False) as client:
+                      timeout=120.0, trust_env=False, limits=NO_REUSE) as client:
         yield client
 
 
 @pytest.fixture
 def bare(llama_server):
     """No key."""
-    with httpx.Client(base_url=llama_server.base_url, timeout=120.0, trust_env=False) as client:
+    with httpx.Client(base_url=llama_server.base_url, timeout=120.0, trust_env=False,
+                      limits=NO_REUSE) as client:
         yield client
 
 

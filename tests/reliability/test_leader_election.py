@@ -139,12 +139,14 @@ def test_kill_9_of_the_leader_mid_reconcile(secured_cluster, tmp_path, figure) -
     b_first = min(_time(e["requestReceivedTimestamp"]) for e in writes["b"])
     assert a_last < b_first, (a_last, b_first)
     assert b_first > killed_at
-    # And no write wasted on the takeover: the new leader wrote only the providers the old one
-    # had not (it had seen the old leader's statuses while it waited), each once.
+    # And hardly a write wasted on the takeover: the new leader rewrote none of the providers
+    # the old one had written, but those whose last writes (at most one per worker) its watch
+    # had not delivered yet when it took over; each replica wrote each provider once.
     by_a = [e["objectRef"]["name"] for e in writes["a"]]
     by_b = [e["objectRef"]["name"] for e in writes["b"]]
-    assert not set(by_a) & set(by_b), sorted(set(by_a) & set(by_b))
-    assert sorted(by_a + by_b) == [f"p{i:03d}" for i in range(PROVIDERS)]
+    assert len(set(by_a) & set(by_b)) <= 4, sorted(set(by_a) & set(by_b))
+    assert len(by_a) == len(set(by_a)) and len(by_b) == len(set(by_b)), (by_a, by_b)
+    assert set(by_a) | set(by_b) == {f"p{i:03d}" for i in range(PROVIDERS)}
     figure(f"kill -9 of the leading operator (2 replicas as the chart's ServiceAccount, "
            f"{PROVIDERS} providers, 4 workers, 0.3 s per check; Lease {DURATION:g} s / renew "
            f"{RENEW_DEADLINE:g} s / retry {RETRY:g} s)",

@@ -153,7 +153,7 @@ def assert_no_permission_errors(proc: Process) -> None:
     provider may be named, or be, ``unauthorized``)."""
     lines = [line for line in proc.output().splitlines()
              if '"chatprovider.relay.access"' not in line
-             and not re.search(r"checked \S+: Ready=", line)]
+             and not re.search(r"checked \S+( in \d+ ms)?: Ready=", line)]
     for needle in ("forbidden", "not enough permissions", " 403", "unauthorized"):
         hits = [line for line in lines if needle in line.lower()]
         assert not hits, f"{needle!r} in the log:\n" + "\n".join(hits[:10])
