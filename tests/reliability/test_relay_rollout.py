@@ -40,12 +40,16 @@ def _relay_token(cluster) -> str:
         sa, RELEASE_NS, {"spec": {"expirationSeconds": 3600}}).status.token)
 
 
+def _new_namespace(cluster) -> tuple[str, Providers]:
+    ns = f"rr-{uuid.uuid4().hex[:8]}"
+    k8s_client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": ns}})
+    return ns, Providers(cluster.api, ns)
+
+
 def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
         secured_cluster, tmp_path, figure) -> None:
     cluster = secured_cluster
-    ns = f"rr-{uuid.uuid4().hex[:8]}"
-    k8s_client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": ns}})
-    providers = Providers(cluster.api, ns)
+    ns, providers = _new_namespace(cluster)
     creds = cluster.plane.creds
     proxy = HoldingApiProxy(cluster.plane.server, creds.ca_cert, creds.serving_cert,
                             creds.serving_key, held=("providers",))
@@ -124,9 +128,7 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
 def test_rolling_restart_of_two_relays_behind_one_address_fails_no_request(
         secured_cluster, tmp_path, figure) -> None:
     cluster = secured_cluster
-    ns = f"rr-{uuid.uuid4().hex[:8]}"
-    k8s_client.CoreV1Api(cluster.api).create_namespace({"metadata": {"name": ns}})
-    providers = Providers(cluster.api, ns)
+    ns, providers = _new_namespace(cluster)
     model = f"{ns}/p/m"
     names = iter(range(100))
 

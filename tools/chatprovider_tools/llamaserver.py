@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
 
-from chatprovider_tools.controlplane.plane import die_with_parent, free_port, terminate
+from chatprovider_tools.controlplane.plane import LoggedProcess, free_port
 from chatprovider_tools.generators.paths import repository_root
 
 __all__ = [
@@ -110,8 +109,8 @@ class LlamaServer:
         self.api_key, self.log_path, self.ready_timeout = api_key, log_path, ready_timeout
         self.port = port or free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.argv = server_argv(self.port, api_key, root=root)
-        self.popen: subprocess.Popen[bytes] | None = None
+        self.process = LoggedProcess("llama-server", server_argv(self.port, api_key, root=root),
+                                     log_path, env=server_env())
         self.startup_seconds: float | None = None
 
     @property
@@ -121,10 +120,7 @@ class LlamaServer:
 
     def start(self) -> LlamaServer:
         began = time.monotonic()
-        with self.log_path.open("ab") as log:
-            self.popen = subprocess.Popen(  # noqa: S603 - argv built from our own flags
-                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=server_env(), preexec_fn=die_with_parent, start_new_session=True)
+        self.process.start()
         try:
             self._wait_healthy(began)
         except BaseException:
@@ -135,10 +131,11 @@ class LlamaServer:
 
     def _wait_healthy(self, began: float) -> None:
         # /health needs no key: 503 while the model loads, 200 once requests are served.
-        assert self.popen is not None
+        popen = self.process.popen
+        assert popen is not None
         while True:
-            if self.popen.poll() is not None:
-                raise LlamaServerError(f"llama-server exited with {self.popen.returncode} before "
+            if popen.poll() is not None:
+                raise LlamaServerError(f"llama-server exited with {popen.returncode} before "
                                        f"it was ready:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/health", timeout=2) as answer:
@@ -152,15 +149,10 @@ class LlamaServer:
             time.sleep(0.1)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.popen is not None:
-            terminate(self.popen, timeout)
-        self.popen = None
+        self.process.stop(timeout)
 
     def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
+        return self.process.tail(lines) or "(no log)"
 
     def __enter__(self) -> LlamaServer:
         return self.start()

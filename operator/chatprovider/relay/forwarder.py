@@ -8,7 +8,7 @@ the body. There is no total cap: a stream that keeps producing is never cut.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 
 import aiohttp
 
@@ -34,16 +34,18 @@ class Forwarder:
         try:
             self._transports.check_destination(target.host, target.profile)
             session = self._transports.session(target.profile)
+            def send() -> Awaitable[aiohttp.ClientResponse]:
+                return session.post(target.url, data=body, headers=list(headers),
+                                    timeout=timeout, allow_redirects=False)
+
             async with asyncio.timeout(target.connect + target.first_byte):
                 try:
-                    return await session.post(target.url, data=body, headers=list(headers),
-                                              timeout=timeout, allow_redirects=False)
+                    return await send()
                 except aiohttp.ServerDisconnectedError:
                     # The server closed a kept-alive connection as the request went out on it
                     # (llama-server does after a stream): once more, on a new connection.
                     # aiohttp does this itself for idempotent methods only.
-                    return await session.post(target.url, data=body, headers=list(headers),
-                                              timeout=timeout, allow_redirects=False)
+                    return await send()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified; the message is not kept

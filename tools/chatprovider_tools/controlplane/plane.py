@@ -95,18 +95,21 @@ def terminate(popen: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
             popen.wait(timeout)
 
 
-class _Process:
-    def __init__(self, name: str, argv: list[str], log_path: Path) -> None:
-        self.name, self.argv, self.log_path = name, argv, log_path
+class LoggedProcess:
+    """A child process whose output goes to a log file, killed with this process at the
+    latest; stopped within a bound (:func:`terminate`)."""
+
+    def __init__(self, name: str, argv: list[str], log_path: Path,
+                 env: dict[str, str] | None = None) -> None:
+        self.name, self.argv, self.log_path, self.env = name, argv, log_path, env
         self.popen: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.popen = subprocess.Popen(  # noqa: S603 - argv built from our own flags
-            self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=die_with_parent, start_new_session=True,
-        )
-        log.close()
+        with self.log_path.open("ab") as log:
+            self.popen = subprocess.Popen(  # noqa: S603 - argv built from our own flags
+                self.argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=self.env, preexec_fn=die_with_parent, start_new_session=True,
+            )
 
     def alive(self) -> bool:
         return self.popen is not None and self.popen.poll() is None
@@ -151,8 +154,8 @@ class ControlPlane:
         self.kubeconfig = write_kubeconfig(
             self.workdir / "kubeconfig", self.server, self.creds.ca_cert, self.admin_token, "admin"
         )
-        self._etcd = _Process("etcd", self._etcd_argv(), self.workdir / "etcd.log")
-        self._apiserver = _Process(
+        self._etcd = LoggedProcess("etcd", self._etcd_argv(), self.workdir / "etcd.log")
+        self._apiserver = LoggedProcess(
             "kube-apiserver", self._apiserver_argv(tokens), self.workdir / "kube-apiserver.log"
         )
         self.startup_seconds: float | None = None
@@ -249,7 +252,7 @@ class ControlPlane:
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.creds.ca_cert))
 
-    def _wait(self, proc: _Process, url: str, tls: bool) -> None:
+    def _wait(self, proc: LoggedProcess, url: str, tls: bool) -> None:
         deadline = time.monotonic() + self.start_timeout
         headers = {"Authorization": f"Bearer {self.admin_token}"} if tls else {}
         context = self.ssl_context() if tls else None
