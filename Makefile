@@ -4,7 +4,7 @@ VENV  ?= $(CACHE)/venv
 BIN   := $(VENV)/bin
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-demo up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke
+.PHONY: setup setup-demo up test lint typecheck unit integration crds check-crds manifests check-manifests bench bench-smoke image
 
 setup:            ## install everything `make test` needs (idempotent; caches under ~/.cache/chatprovider)
 	CHATPROVIDER_CACHE=$(CACHE) CHATPROVIDER_VENV=$(VENV) bash scripts/setup.sh
@@ -42,6 +42,9 @@ bench: setup      ## relay vs LiteLLM vs nginx, and the operator (~15 min; write
 
 bench-smoke: setup  ## every benchmark case at tiny sizes (< 3 min)
 	bash bench/run.sh --smoke
+
+image:            ## build the image without Docker Hub: Debian's docker.io, a debootstrap base (scripts/build-image.sh)
+	bash scripts/build-image.sh
 
 manifests:        ## regenerate manifests/ from the Helm chart
 	$(BIN)/python scripts/render_manifests.py
