@@ -13,6 +13,7 @@
 # Docker Hub is not reachable here, which is why the base is made rather than pulled; with Docker
 # Hub, plain `docker build .` on python:3.11-slim-bookworm does the same.
 #
+# Needs root, or sudo (apt-get, dockerd, debootstrap), and a Docker client the user may run.
 # usage: scripts/build-image.sh [extra docker build arguments...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,17 +29,21 @@ BASE_PACKAGES=python3,python3-pip,python3-venv,ca-certificates
 mkdir -p "$IMAGES"
 
 log() { printf '[image %s] %s\n' "$(date +%T)" "$*" >&2; }
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+export PATH=$PATH:/usr/sbin:/sbin
 
 if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
   log "installing Debian's docker.io and debootstrap"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q docker.io debootstrap >/dev/null
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq docker.io debootstrap >/dev/null
 fi
 # Debian's client, whatever else is on PATH (it matches the daemon's API version).
 DOCKER=/usr/bin/docker
 
 if ! "$DOCKER" info >/dev/null 2>&1; then
   log "starting dockerd (log: $IMAGES/dockerd.log)"
-  nohup dockerd >"$IMAGES/dockerd.log" 2>&1 &
+  $SUDO nohup dockerd >"$IMAGES/dockerd.log" 2>&1 &
   for _ in $(seq 1 60); do
     "$DOCKER" info >/dev/null 2>&1 && break
     sleep 0.5
@@ -50,23 +55,23 @@ tarball=$IMAGES/base-$SUITE.tar
 if [ ! -s "$tarball" ]; then
   log "making the $SUITE base image with debootstrap (once; a few minutes)"
   root=$(mktemp -d)
-  trap 'rm -rf "$root"' EXIT
-  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$root" "$MIRROR" \
+  trap '$SUDO rm -rf "$root"' EXIT
+  $SUDO debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$root" "$MIRROR" \
     >"$IMAGES/debootstrap.log" 2>&1 || { log "debootstrap failed; see $IMAGES/debootstrap.log"; exit 1; }
-  ln -sf python3 "$root/usr/bin/python"
+  $SUDO ln -sf python3 "$root/usr/bin/python"
   # The CAs this machine adds to Debian's (here: the egress proxy's), so that pip in the build
   # reaches PyPI as it does on the host. They go into the local base only, never into a pushed
   # image's Dockerfile.
   if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
-    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
-    chroot "$root" update-ca-certificates >/dev/null 2>&1
+    $SUDO cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    $SUDO chroot "$root" update-ca-certificates >/dev/null 2>&1
   fi
   # What python:*-slim images leave out, and an image has no use for.
-  rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
+  $SUDO rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* \
          "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/locale/*
-  tar -C "$root" -cf "$tarball.tmp" .
+  $SUDO tar -C "$root" -cf "$tarball.tmp" .
   mv "$tarball.tmp" "$tarball"
-  rm -rf "$root"
+  $SUDO rm -rf "$root"
   trap - EXIT
 fi
 if ! "$DOCKER" image inspect "$BASE" >/dev/null 2>&1; then
