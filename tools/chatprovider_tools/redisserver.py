@@ -68,6 +68,12 @@ class RedisServer:
                                        f" {self.start_timeout:.0f}s:\n{self._process.tail()}")
             time.sleep(0.05)
 
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (to freeze it with SIGSTOP, say)."""
+        popen = self._process.popen
+        return popen.pid if popen is not None and popen.poll() is None else None
+
     def alive(self) -> bool:
         return self._process.alive() and _ping(self.port)
 

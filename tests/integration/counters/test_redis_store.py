@@ -186,6 +186,12 @@ def test_both_stores_keep_the_same_books(store_factory) -> None:
             await store.settle([Adjustment("q|gone", 5, now - 1), Adjustment("q|gone2", -5,
                                                                                now + 60)], now)
             assert await store.read(["q|gone", "q|gone2"], now) == [0, 0]
+            # counts up to the largest limit stay exact (no float spelling such as 1e+15)
+            big = 10**15
+            assert (await store.reserve([Charge("q|big", big - 1, big, now + 60)], now)).admitted
+            await store.settle([Adjustment("q|big", -1, now + 60)], now)
+            assert await store.read(["q|big"], now) == [big - 2]
+            assert not (await store.reserve([Charge("q|big", 3, big, now + 60)], now)).admitted
         finally:
             await store.aclose()
 
@@ -229,19 +235,19 @@ def test_a_killed_redis_is_one_clear_error_and_a_restarted_one_works_again(
 
 
 def test_a_frozen_redis_times_out_instead_of_hanging(own_redis_server: RedisServer) -> None:
-    popen = own_redis_server._process.popen
-    assert popen is not None
+    pid = own_redis_server.pid
+    assert pid is not None
 
     async def scenario() -> None:
         store = RedisCounterStore(own_redis_server.url, timeout=0.3)
         try:
             assert await store.read(["k"], time.time()) == [0]
-            os.kill(popen.pid, signal.SIGSTOP)
+            os.kill(pid, signal.SIGSTOP)
             try:
                 with pytest.raises(CounterStoreUnavailable):
                     await store.reserve([Charge("k", 1, 5, time.time() + 60)], time.time())
             finally:
-                os.kill(popen.pid, signal.SIGCONT)
+                os.kill(pid, signal.SIGCONT)
             assert _wait_until(own_redis_server.alive)
             assert (await store.reserve([Charge("k", 1, 5, time.time() + 60)],
                                         time.time())).admitted
