@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis import Redis
 from tests.unit.domain.quota.helpers import ALICE, PROVIDER, quota
 
@@ -294,5 +296,45 @@ def test_killed_under_load_no_request_hangs_and_counting_resumes(
             stop.set()
             await asyncio.gather(*callers)
             await store.aclose()
+
+    asyncio.run(scenario())
+
+
+_OPS = st.lists(st.tuples(st.sampled_from(["reserve", "settle"]), st.integers(0, 3),
+                          st.integers(-40, 60)), max_size=25)
+
+
+@given(capacity=st.integers(0, 100), ops=_OPS)
+@settings(max_examples=30, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_redis_and_memory_give_the_same_answers_to_any_sequence(
+        redis_server: RedisServer, capacity: int, ops: list[tuple[str, int, int]]) -> None:
+    """The Lua scripts and the reference agree: same admissions, same counters, never above
+    the capacity where charged, never negative."""
+    now = time.time()
+    keys = [f"k{i}" for i in range(4)]
+
+    async def scenario() -> None:
+        memory = MemoryCounterStore()
+        redis = RedisCounterStore(redis_server.url, prefix=f"eq-{uuid.uuid4().hex[:8]}:")
+        try:
+            for op, key, amount in ops:
+                if op == "reserve":
+                    charges = [Charge(keys[key], abs(amount), capacity, now + 60),
+                               Charge(keys[(key + 1) % 4], 1, capacity, now + 60)]
+                    a = await memory.reserve(charges, now)
+                    b = await redis.reserve(charges, now)
+                    assert a == b
+                    if a.admitted:  # what was charged fits (a zero charge never refuses)
+                        assert all(u <= capacity for u, c in zip(a.used, charges, strict=True)
+                                   if c.amount)
+                else:
+                    adjustment = [Adjustment(keys[key], amount, now + 60)]
+                    await memory.settle(adjustment, now)
+                    await redis.settle(adjustment, now)
+                values = await memory.read(keys, now)
+                assert values == await redis.read(keys, now)
+                assert min(values) >= 0
+        finally:
+            await redis.aclose()
 
     asyncio.run(scenario())
