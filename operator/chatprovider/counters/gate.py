@@ -15,7 +15,7 @@ reserves (raising the 429 of :func:`chatprovider.domain.quota.answers.refusal`),
 Either way no request waits longer than the store's time-out, and the next request after the
 store is back is counted again (counters already in it are kept; a restart without persistence
 starts them from zero). A settlement that fails is dropped, logged, never raised: the answer
-has been sent by then.
+has been sent by then. An outage is logged when it starts and when it ends, not per request.
 """
 
 from __future__ import annotations
@@ -55,6 +55,18 @@ class QuotaGate:
         self.fail_open = fail_open
         self._clock = clock
         self._lease_seconds = lease_seconds
+        self._down = False
+        """Whether the last call found the store unavailable (logged once per outage)."""
+
+    def _unavailable(self, exc: CounterStoreUnavailable, what: str) -> None:
+        if not self._down:
+            log.warning("%s; %s until it is back", exc, what)
+        self._down = True
+
+    def _available(self) -> None:
+        if self._down:
+            log.warning("the quota counter store is available again (%r)", self.store)
+        self._down = False
 
     async def admit(self, limits: Sequence[Limit], demand: Demand) -> Admission:
         """Reserve ``demand`` on every limit; raises OpenAIError (429 refused, 503 store
@@ -67,10 +79,11 @@ class QuotaGate:
             outcome = await self.store.reserve(reservation.charges, now)
         except CounterStoreUnavailable as exc:
             if self.fail_open:
-                log.warning("admitting a request uncounted: %s", exc)
+                self._unavailable(exc, "admitting requests under a quota uncounted (fail open)")
                 return Admission(None)
-            log.warning("refusing a request under a quota: %s", exc)
+            self._unavailable(exc, "refusing requests under a quota (fail closed)")
             raise store_unavailable() from None
+        self._available()
         if not outcome.admitted:
             raise refusal(reservation, outcome, now)
         return Admission(reservation, rate_limit_headers(reservation, outcome, now))
@@ -83,6 +96,7 @@ class QuotaGate:
         try:
             await self.store.settle(admission.reservation.settlement(charged), self._clock())
         except CounterStoreUnavailable as exc:
-            log.warning("a settlement was lost: %s", exc)
+            self._unavailable(exc, "settlements are lost")
             return False
+        self._available()
         return True

@@ -260,7 +260,7 @@ def test_a_frozen_redis_times_out_instead_of_hanging(own_redis_server: RedisServ
 
 
 def test_killed_under_load_no_request_hangs_and_counting_resumes(
-        own_redis_server: RedisServer) -> None:
+        own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     limits = applicable_limits([quota(limits={"tokensPerMinute": 10**9})], ALICE, PROVIDER, {})
 
     async def scenario() -> None:
@@ -297,7 +297,12 @@ def test_killed_under_load_no_request_hangs_and_counting_resumes(
             await asyncio.gather(*callers)
             await store.aclose()
 
+    caplog.set_level("WARNING", logger="chatprovider.counters.gate")
     asyncio.run(scenario())
+    messages = [r.getMessage() for r in caplog.records]
+    # the outage is logged when it starts and when it ends, not once per refused request
+    assert sum("is unavailable" in m for m in messages) == 1, messages
+    assert sum("available again" in m for m in messages) == 1
 
 
 _OPS = st.lists(st.tuples(st.sampled_from(["reserve", "settle"]), st.integers(0, 3),
