@@ -11,10 +11,11 @@
 #   - kube-apiserver, etcd and kubectl built from the Go module proxy (scripts/install-control-plane.sh);
 #   - llama.cpp's llama-server, built from the llama.cpp source that the llama-cpp-python sdist
 #     vendors, and the Gemma 3 270M model (scripts/install-llama-server.sh): the demo's upstream.
-# The full setup also installs helm, the other real upstreams of the tests (llama-cpp-python's
-# server, LiteLLM; SETUP_UPSTREAMS=0 skips them), nginx, wrk and LiteLLM for the benchmarks,
-# Chromium for the playground test (SETUP_BROWSER=0 skips it), the OpenAI JavaScript SDK, and
-# the image (Debian's docker.io and a debootstrap base, scripts/build-image.sh) for its tests.
+# The full setup also installs helm, Debian's redis-server (scripts/install-redis.sh), the other
+# real upstreams of the tests (llama-cpp-python's server, LiteLLM; SETUP_UPSTREAMS=0 skips
+# them), nginx, wrk and LiteLLM for the benchmarks, Chromium for the playground test
+# (SETUP_BROWSER=0 skips it), the OpenAI JavaScript SDK, and the image (Debian's docker.io and a
+# debootstrap base, scripts/build-image.sh) for its tests.
 # A step already done is skipped in a second or so; each step prints what it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,10 +25,10 @@ MODE=full
 case "${1:-}" in
   --demo) MODE=demo ;;
   "") ;;
-  -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) printf '[setup] unknown argument %s (expected --demo, or nothing)\n' "$1" >&2; exit 2 ;;
 esac
-STEPS=$([ "$MODE" = demo ] && echo 3 || echo 9)
+STEPS=$([ "$MODE" = demo ] && echo 3 || echo 10)
 STEP=0
 started=$SECONDS
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -62,6 +63,8 @@ bash scripts/install-control-plane.sh >/dev/null
 if [ "$MODE" = full ]; then
   step "helm (the chart's tests)"
   bash scripts/install-helm.sh >/dev/null
+  step "redis-server (the quota counter store's tests)"
+  bash scripts/install-redis.sh
   step "llama-cpp-python's server and LiteLLM (the tests' other real upstreams)"
   if [ "${SETUP_UPSTREAMS:-1}" = 1 ]; then
     bash scripts/install-upstreams.sh  # before llama-server, which then shares its model

@@ -1,11 +1,16 @@
-"""The ``chatproviders.ai.chatprovider.dev`` CustomResourceDefinition, built from the models.
+"""The CustomResourceDefinitions of ``ai.chatprovider.dev``, built from the models.
+
+:data:`RESOURCES` lists them (``chatproviders``, ``chatquotas``); each is generated into its own
+file. The module-level :data:`CRD_NAME`, :func:`build_crd` and :func:`render` are the
+ChatProvider's.
 
 ``chatprovider crd`` prints it; ``python -m chatprovider_tools.generators.crd`` (``make crds``)
 writes the committed copies and checks that they are current.
 
 Naming decisions:
 
-* short name ``cprov`` (``kubectl get cprov``); ``cp`` would read as ``kubectl cp``;
+* short names ``cprov`` (``kubectl get cprov``; ``cp`` would read as ``kubectl cp``) and
+  ``cquota`` (``kubectl get cquota``; ``quota`` is the core ResourceQuota's);
 * category ``ai`` (``kubectl get ai`` lists every AI-related resource that opts in), but not
   ``all``: a ChatProvider is configuration, like a ConfigMap or a Secret (neither is in
   ``all``), not a workload, and ``kubectl delete all --all``, a common way to clean up a
@@ -14,14 +19,18 @@ Naming decisions:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
 
+from chatprovider.api.quota import QUOTA_KIND, QUOTA_PLURAL, ChatQuota
 from chatprovider.api.schema import resource_schema
 from chatprovider.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, ChatProvider
 
-__all__ = ["CRD_FILENAME", "CRD_NAME", "HEADER", "build_crd", "render"]
+__all__ = ["CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER", "RESOURCES",
+           "Resource", "build_crd", "render"]
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
@@ -59,39 +68,111 @@ _PRINTER_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+_QUOTA_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Scope",
+        "type": "string",
+        "jsonPath": ".spec.scope",
+        "description": "Who shares one set of counters: PerSubject, PerCaller or Shared.",
+    },
+    {
+        "name": "RPM",
+        "type": "integer",
+        "jsonPath": ".spec.limits.requestsPerMinute",
+        "description": "Requests per minute, if limited.",
+    },
+    {
+        "name": "TPM",
+        "type": "integer",
+        "jsonPath": ".spec.limits.tokensPerMinute",
+        "description": "Tokens per minute, if limited.",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": f"{_READY}.status",
+        "description": "Whether the quota is in force.",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": f"{_READY}.reason",
+        "description": "Why the quota is (not) in force.",
+        "priority": 1,
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One custom resource of the API group, and what its CRD is built from."""
+
+    kind: str
+    plural: str
+    model: type[BaseModel]
+    short_name: str
+    columns: tuple[dict[str, Any], ...]
+    source: str
+    """The module that holds the model, named in the generated file's header."""
+
+    @property
+    def crd_name(self) -> str:
+        return f"{self.plural}.{GROUP}"
+
+    @property
+    def filename(self) -> str:
+        return f"{GROUP}_{self.plural}.yaml"
+
+    def build(self) -> dict[str, Any]:
+        """The CustomResourceDefinition (``apiextensions.k8s.io/v1``) as a plain dict."""
+        return {
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": self.crd_name},
+            "spec": {
+                "group": GROUP,
+                "names": {
+                    "kind": self.kind,
+                    "listKind": f"{self.kind}List",
+                    "plural": self.plural,
+                    "singular": self.kind.lower(),
+                    "shortNames": [self.short_name],
+                    "categories": ["ai"],
+                },
+                "scope": "Namespaced",
+                "versions": [
+                    {
+                        "name": VERSION,
+                        "served": True,
+                        "storage": True,
+                        "schema": {"openAPIV3Schema": resource_schema(self.model)},
+                        "subresources": {"status": {}},
+                        "additionalPrinterColumns": list(self.columns),
+                    }
+                ],
+            },
+        }
+
+    def render(self) -> str:
+        """The CRD as deterministic YAML (sorted keys, as ``kubectl get -o yaml`` shows it)."""
+        header = HEADER.replace("api/v1alpha1.py", self.source)
+        return header + yaml.safe_dump(self.build(), sort_keys=True, width=100)
+
+
+CHAT_PROVIDER = Resource(KIND, PLURAL, ChatProvider, "cprov", tuple(_PRINTER_COLUMNS),
+                         "api/v1alpha1.py")
+CHAT_QUOTA = Resource(QUOTA_KIND, QUOTA_PLURAL, ChatQuota, "cquota", tuple(_QUOTA_COLUMNS),
+                      "api/quota.py")
+#: Every CRD of the API group, each generated into its own file.
+RESOURCES: tuple[Resource, ...] = (CHAT_PROVIDER, CHAT_QUOTA)
 
 
 def build_crd() -> dict[str, Any]:
-    """The CustomResourceDefinition (``apiextensions.k8s.io/v1``) as a plain dict."""
-    return {
-        "apiVersion": "apiextensions.k8s.io/v1",
-        "kind": "CustomResourceDefinition",
-        "metadata": {"name": CRD_NAME},
-        "spec": {
-            "group": GROUP,
-            "names": {
-                "kind": KIND,
-                "listKind": f"{KIND}List",
-                "plural": PLURAL,
-                "singular": KIND.lower(),
-                "shortNames": ["cprov"],
-                "categories": ["ai"],
-            },
-            "scope": "Namespaced",
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "schema": {"openAPIV3Schema": resource_schema(ChatProvider)},
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": _PRINTER_COLUMNS,
-                }
-            ],
-        },
-    }
+    """The ChatProvider CRD (``apiextensions.k8s.io/v1``) as a plain dict."""
+    return CHAT_PROVIDER.build()
 
 
 def render() -> str:
-    """The CRD as deterministic YAML (sorted keys, as ``kubectl get -o yaml`` shows it)."""
-    return HEADER + yaml.safe_dump(build_crd(), sort_keys=True, width=100)
+    """The ChatProvider CRD as deterministic YAML."""
+    return CHAT_PROVIDER.render()

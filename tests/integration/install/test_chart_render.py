@@ -120,14 +120,17 @@ def test_pods_pass_the_restricted_pod_security_standard(name, render, k8s, kubec
 # --- what is rendered ----------------------------------------------------------------------------
 
 
-def test_the_crd_is_the_generated_one(render) -> None:
-    generated = crd.build_crd()
-    rendered = one(render(), "CustomResourceDefinition")
-    assert rendered["spec"] == generated["spec"]
-    assert rendered["metadata"]["name"] == generated["metadata"]["name"]
-    assert rendered["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
-    assert "annotations" not in one(render({"crds": {"keep": False}}),
-                                    "CustomResourceDefinition")["metadata"]
+def test_the_crds_are_the_generated_ones(render) -> None:
+    objects = render()
+    unkept = render({"crds": {"keep": False}})
+    assert len(find(objects, "CustomResourceDefinition")) == len(crd.RESOURCES)
+    for resource in crd.RESOURCES:
+        generated = resource.build()
+        rendered = one(objects, "CustomResourceDefinition", resource.crd_name)
+        assert rendered["spec"] == generated["spec"]
+        assert rendered["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert "annotations" not in one(unkept, "CustomResourceDefinition",
+                                        resource.crd_name)["metadata"]
     assert not find(render({"crds": {"install": False}}), "CustomResourceDefinition")
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
 PAGE = (ROOT / "docs" / "architecture.md").read_text()
-LAYERS = ("cli", "controller", "relay", "feed", "watch", "kube", "upstream", "registry",
-          "settings", "logs", "domain", "api")
+LAYERS = ("cli", "controller", "relay", "feed", "watch", "kube", "upstream", "counters",
+          "registry", "settings", "logs", "domain", "api")
 
 
 def _resolve(dotted: str) -> object:

@@ -1,20 +1,29 @@
-"""docs/reference/chatprovider.md is generated from the models and must not go stale."""
+"""docs/reference/*.md are generated from the models and must not go stale."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from chatprovider.api.crd import build_crd
+import pytest
+
 from chatprovider_tools.generators import reference
 
 ROOT = Path(__file__).resolve().parents[3]
+PAGES = list(reference.OUTPUTS.items())
 
 
 def test_the_committed_reference_is_current() -> None:
-    assert not reference.stale(ROOT), (
-        f"{reference.OUTPUT} is stale: run `python -m chatprovider_tools.generators.reference`"
-        " and commit it")
+    for output in reference.OUTPUTS:
+        assert not reference.stale(ROOT, output=output), (
+            f"{output} is stale: run `python -m chatprovider_tools.generators.reference`"
+            " and commit it")
     assert reference.main(["--check", "--root", str(ROOT)]) == 0
+
+
+def test_there_is_a_page_per_resource() -> None:
+    assert {str(p) for p in reference.OUTPUTS} == {"docs/reference/chatprovider.md",
+                                                   "docs/reference/chatquota.md"}
 
 
 def _fields(schema: dict, path: str = "") -> list[str]:
@@ -27,9 +36,10 @@ def _fields(schema: dict, path: str = "") -> list[str]:
     return out
 
 
-def test_every_field_has_a_row_and_every_object_a_section() -> None:
-    text = reference.render()
-    schema = build_crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+@pytest.mark.parametrize(("output", "resource"), PAGES, ids=[str(p) for p, _ in PAGES])
+def test_every_field_has_a_row_and_every_object_a_section(output, resource) -> None:
+    text = reference.render(resource)
+    schema = resource.build()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     for field in _fields(schema):
         parent, _, name = field.rpartition(".")
         assert f"| `{name}`" in text, field
@@ -37,10 +47,9 @@ def test_every_field_has_a_row_and_every_object_a_section() -> None:
             assert f"\n## {parent}\n" in text, parent
 
 
-def test_links_to_sections_resolve() -> None:
-    import re
-
-    text = reference.render()
+@pytest.mark.parametrize(("output", "resource"), PAGES, ids=[str(p) for p, _ in PAGES])
+def test_links_to_sections_resolve(output, resource) -> None:
+    text = reference.render(resource)
     anchors = {reference._slug(h) for h in re.findall(r"^## (.+)$", text, re.M)}
     for target in re.findall(r"\]\(#([^)]+)\)", text):
         assert target in anchors, target
@@ -52,4 +61,4 @@ def test_stale_detects_a_change(tmp_path) -> None:
     assert reference.stale(tmp_path)
     assert reference.main(["--check", "--root", str(tmp_path)]) == 1
     assert reference.main(["--root", str(tmp_path)]) == 0
-    assert not reference.stale(tmp_path)
+    assert not any(reference.stale(tmp_path, output=output) for output in reference.OUTPUTS)

@@ -1,0 +1,121 @@
+"""Counters in Redis (or Valkey): exact across any number of relay replicas.
+
+Each operation is one Lua script (:mod:`chatprovider.counters.scripts`), which Redis runs
+atomically: a reservation reads every counter it charges, checks them all and charges them all
+in one step, so racing relays can neither both take the last room nor half-charge a request.
+Counter keys carry an absolute expiry (``PEXPIREAT``) at their window's end plus a grace
+minute; lease sets expire with their latest lease. All keys share the hash tag of
+:data:`DEFAULT_PREFIX`, so the scripts also run on a Redis Cluster (on one shard).
+
+The client is redis-py's asyncio client (docs/quotas.md says why). Every call is bounded by
+``timeout``; a refused, lost or silent connection, a server still loading its data or a
+read-only replica become :class:`~chatprovider.counters.store.CounterStoreUnavailable`. A lost
+connection is retried once on a fresh one (the pool's connections die when Redis restarts), and
+the scripts are loaded again when a restarted server no longer has them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from redis import exceptions as redis_errors
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from chatprovider.counters import scripts
+from chatprovider.counters.store import CounterStoreUnavailable
+from chatprovider.domain.quota.ledger import Adjustment, Charge, Outcome
+
+__all__ = ["DEFAULT_PREFIX", "RedisCounterStore"]
+
+#: Prepended to every key; the braces are a Redis Cluster hash tag.
+DEFAULT_PREFIX = "chatprovider:{quota}:"
+_GLOB = re.compile(r"([*?\[\]\\])")
+_UNAVAILABLE = (redis_errors.ConnectionError, redis_errors.TimeoutError,
+                redis_errors.ReadOnlyError, redis_errors.BusyLoadingError, OSError,
+                TimeoutError)
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
+
+
+def _where(url: str) -> str:
+    """The URL without credentials, for messages."""
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path or "?"
+    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
+
+
+class RedisCounterStore:
+    """A :class:`~chatprovider.counters.store.CounterStore` on a Redis server at ``url``
+    (``redis://[:password@]host:port/db``, ``rediss://`` for TLS, ``unix:///path``)."""
+
+    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 0.5) -> None:
+        self._where = _where(url)
+        self._prefix = prefix
+        self._timeout = timeout
+        self._redis: Redis = Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError],
+            health_check_interval=0, decode_responses=True)
+        self._reserve = self._redis.register_script(scripts.RESERVE)
+        self._settle = self._redis.register_script(scripts.SETTLE)
+        self._read = self._redis.register_script(scripts.READ)
+
+    def __repr__(self) -> str:
+        return f"RedisCounterStore({self._where!r})"
+
+    async def _call(self, what: str, coroutine: Any) -> Any:
+        try:
+            async with asyncio.timeout(self._timeout * 4):
+                return await coroutine
+        except _UNAVAILABLE as exc:
+            raise CounterStoreUnavailable(
+                f"the Redis counter store at {self._where} is unavailable ({what}:"
+                f" {type(exc).__name__})") from None
+
+    async def reserve(self, charges: Sequence[Charge], now: float) -> Outcome:
+        if not charges:
+            return Outcome(True, ())
+        args: list[str | int] = [_ms(now)]
+        for c in charges:
+            args += [c.amount, c.capacity, _ms(c.expires_at), c.lease or ""]
+        reply = await self._call("reserve", self._reserve(
+            keys=[self._prefix + c.key for c in charges], args=args))
+        used = tuple(int(v) for v in reply[2:])
+        return Outcome(bool(reply[0]), used, int(reply[1]) - 1 if not reply[0] else None)
+
+    async def settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
+        if not adjustments:
+            return
+        args: list[str | int] = [_ms(now)]
+        for a in adjustments:
+            args += [a.delta, _ms(a.expires_at), a.lease or ""]
+        await self._call("settle", self._settle(
+            keys=[self._prefix + a.key for a in adjustments], args=args))
+
+    async def read(self, keys: Sequence[str], now: float) -> list[int]:
+        if not keys:
+            return []
+        reply = await self._call("read", self._read(
+            keys=[self._prefix + k for k in keys], args=[_ms(now)]))
+        return [int(v) for v in reply]
+
+    async def scan(self, prefix: str, now: float) -> dict[str, int]:
+        pattern = _GLOB.sub(r"\\\1", self._prefix + prefix) + "*"
+
+        async def keys() -> list[str]:
+            return [k async for k in self._redis.scan_iter(match=pattern, count=1000)]
+
+        found = [k.removeprefix(self._prefix) for k in await self._call("scan", keys())]
+        values = await self.read(found, now)
+        return {k: v for k, v in zip(found, values, strict=True)}
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()

@@ -1,0 +1,100 @@
+"""A throw-away ``redis-server`` on a loopback port, for tests and benchmarks.
+
+Debian's ``redis-server`` (``scripts/install-redis.sh``), without persistence, in its own
+directory, started and stopped within bounds. :meth:`RedisServer.kill` (SIGKILL) and
+:meth:`RedisServer.start` again on the same port reproduce a crash and a restart.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+from chatprovider_tools.controlplane.plane import LoggedProcess, free_port
+
+__all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
+
+
+class RedisServerError(RuntimeError):
+    """redis-server is missing, or did not start."""
+
+
+def find_redis_server() -> str:
+    """The path of ``redis-server``; raises RedisServerError saying how to install it."""
+    path = shutil.which("redis-server")
+    if path is None:
+        raise RedisServerError("redis-server is not installed: run `make setup`"
+                               " (scripts/install-redis.sh)")
+    return path
+
+
+def _ping(port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class RedisServer:
+    """``redis-server`` on 127.0.0.1, no persistence, stopped within ``stop_timeout``."""
+
+    def __init__(self, port: int | None = None, start_timeout: float = 20.0) -> None:
+        self.binary = find_redis_server()
+        self.port = port or free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix="chatprovider-redis-"))
+        self.start_timeout = start_timeout
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self._process = LoggedProcess("redis-server", [
+            self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
+            "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
+            "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
+        ], self.workdir / "redis.log")
+
+    def start(self) -> None:
+        """Start and wait until it answers PING."""
+        self._process.start()
+        deadline = time.monotonic() + self.start_timeout
+        while not _ping(self.port):
+            if not self._process.alive():
+                raise RedisServerError(f"redis-server exited:\n{self._process.tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RedisServerError(f"redis-server did not answer within"
+                                       f" {self.start_timeout:.0f}s:\n{self._process.tail()}")
+            time.sleep(0.05)
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs (to freeze it with SIGSTOP, say)."""
+        popen = self._process.popen
+        return popen.pid if popen is not None and popen.poll() is None else None
+
+    def alive(self) -> bool:
+        return self._process.alive() and _ping(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash; returns when the process is gone."""
+        popen = self._process.popen
+        if popen is not None and popen.poll() is None:
+            popen.kill()
+            popen.wait(10)
+        self._process.popen = None
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._process.stop(timeout)
+
+    def close(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> RedisServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
