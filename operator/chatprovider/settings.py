@@ -169,6 +169,23 @@ class OperatorSettings(_Settings):
     """Read only Secrets labelled ``ai.chatprovider.dev/provider-secret=true``; any other is
     treated exactly as a missing one. Defence in depth where the admission policy cannot run
     (docs/security.md)."""
+    quota_redis_url: str = setting("", commands=_BOTH, chart="quotas.redis.url")
+    """The Redis (or Valkey) server that holds the quota counters, shared by every relay replica
+    and read by the operator for ``status.usage``: ``redis://host:6379/0``, ``rediss://`` for
+    TLS. Its password, if any, comes from ``quota_redis_password``, never from the URL in a
+    chart. Empty: counters in memory, exact for one relay process only."""
+    quota_redis_password: str = setting(
+        "", commands=_BOTH, env="CHATPROVIDER_QUOTA_REDIS_PASSWORD",
+        not_in_chart="read from the Secret named by quotas.redis.passwordSecret")
+    """Password of ``quota_redis_url`` (give it in the environment, not as a flag)."""
+    quota_fail_open: bool = setting(False, commands=_BOTH, chart="quotas.failOpen")
+    """When the counter store cannot be reached: off (fail closed), a request a quota governs
+    is answered 503 ``quota_unavailable`` and limits hold; on (fail open), it is relayed
+    uncounted. Requests no quota governs are never affected."""
+    quota_store_timeout: float = setting(0.5, commands=_BOTH,
+                                         chart="quotas.storeTimeoutSeconds", gt=0)
+    """How long one call to the counter store may take before it counts as unreachable (one
+    retry on a fresh connection; no request waits more than four times this)."""
     log_level: LogLevel = setting(LogLevel.INFO, commands=_BOTH, chart="logLevel")
     """Log level."""
     log_format: LogFormat = setting(LogFormat.TEXT, commands=_BOTH, chart="logFormat")

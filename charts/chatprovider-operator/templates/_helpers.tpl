@@ -112,6 +112,16 @@ app.kubernetes.io/component: {{ index . 1 }}
   valueFrom:
     fieldRef:
       fieldPath: metadata.namespace
+{{- with .Values.quotas.redis.passwordSecret }}
+{{- if .name }}
+# The quota counters' Redis password, from a Secret (never a value in the chart).
+- name: CHATPROVIDER_QUOTA_REDIS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .name }}
+      key: {{ .key }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* RBAC rules ------------------------------------------------------------------------------ */}}

@@ -10,6 +10,12 @@
   value: {{ if .Values.egress.deny }}{{ join "," .Values.egress.deny | quote }}{{ else }}","{{ end }}
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
+- name: CHATPROVIDER_QUOTA_REDIS_URL
+  value: {{ .Values.quotas.redis.url | quote }}
+- name: CHATPROVIDER_QUOTA_FAIL_OPEN
+  value: {{ .Values.quotas.failOpen | toString | quote }}
+- name: CHATPROVIDER_QUOTA_STORE_TIMEOUT
+  value: {{ .Values.quotas.storeTimeoutSeconds | toString | quote }}
 - name: CHATPROVIDER_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: CHATPROVIDER_LOG_FORMAT
@@ -100,6 +106,12 @@
   value: {{ if .Values.egress.deny }}{{ join "," .Values.egress.deny | quote }}{{ else }}","{{ end }}
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
+- name: CHATPROVIDER_QUOTA_REDIS_URL
+  value: {{ .Values.quotas.redis.url | quote }}
+- name: CHATPROVIDER_QUOTA_FAIL_OPEN
+  value: {{ .Values.quotas.failOpen | toString | quote }}
+- name: CHATPROVIDER_QUOTA_STORE_TIMEOUT
+  value: {{ .Values.quotas.storeTimeoutSeconds | toString | quote }}
 - name: CHATPROVIDER_LOG_LEVEL
   value: {{ .Values.logLevel | quote }}
 - name: CHATPROVIDER_LOG_FORMAT

@@ -56,12 +56,13 @@ class RedisCounterStore:
     """A :class:`~chatprovider.counters.store.CounterStore` on a Redis server at ``url``
     (``redis://[:password@]host:port/db``, ``rediss://`` for TLS, ``unix:///path``)."""
 
-    def __init__(self, url: str, *, prefix: str = DEFAULT_PREFIX, timeout: float = 0.5) -> None:
+    def __init__(self, url: str, *, password: str | None = None, prefix: str = DEFAULT_PREFIX,
+                 timeout: float = 0.5) -> None:
         self._where = _where(url)
         self._prefix = prefix
         self._timeout = timeout
         self._redis: Redis = Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError],
             health_check_interval=0, decode_responses=True)
         self._reserve = self._redis.register_script(scripts.RESERVE)

@@ -119,6 +119,8 @@ _GROUPS = {
     "operator": "The operator's Deployment and control loop.",
     "operator.leaderElection": "The Lease that elects the one replica that writes status.",
     "relay": "The relay: embedded in the operator's pods or a Deployment of its own.",
+    "quotas": "ChatQuota enforcement: where the counters live and what an outage of them does.",
+    "quotas.redis": "The Redis (or Valkey) server relay replicas share their counters in.",
 }
 
 
