@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from hypothesis import find
+from hypothesis import strategies as st
 
 CPU_BUDGET = 0.5
 _NETWORK = (socket.AF_INET, socket.AF_INET6)
@@ -21,6 +23,14 @@ def _guarded(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
                                "belongs in tests/integration")
         return original(self, *args, **kwargs)
     return guard
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _hypothesis_tables() -> None:
+    """Hypothesis builds its table of Unicode characters the first time a test draws text (1.5 s
+    of CPU in a fresh clone, where ``.hypothesis/`` does not exist yet); built here, before any
+    test, that one-time cost is charged to no test's budget."""
+    find(st.text(min_size=1), lambda _: True)
 
 
 @pytest.fixture(autouse=True)
