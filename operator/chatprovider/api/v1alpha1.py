@@ -115,7 +115,7 @@ class _Model(BaseModel):
 
 
 class ServerType(StrEnum):
-    """The kind of server behind the endpoint; used for defaults and messages only."""
+    """The kind of server behind the endpoint (what each adds: domain/server_types.py)."""
 
     GENERIC = "generic"
     VLLM = "vllm"
@@ -380,8 +380,9 @@ class ChatProviderSpec(_Model):
     )
     """Free-form tags for grouping and search."""
     server_type: ServerType = ServerType.GENERIC
-    """Kind of server (generic, vllm, ollama, tgi, openai, litellm, llamacpp). Used for defaults
-    and messages only; any OpenAI-compatible server works as generic."""
+    """Kind of server (generic, vllm, ollama, tgi, openai, litellm, llamacpp). Any
+    OpenAI-compatible server works as generic; ollama and tgi add their own model list (GET
+    /api/tags, GET /info) for a server that does not answer GET /v1/models."""
     api_key_secret_ref: ApiKeySecretRef | None = None
     """Secret key holding the API key, sent as Authorization: Bearer. Omit for servers that need
     no key (such as a local Ollama)."""
@@ -482,6 +483,13 @@ class ChatProviderStatus(_Model):
     """Models offered to clients (at most 500)."""
     model_count: int | None = Field(default=None, ge=0)
     """Number of models offered."""
+    apis: list[Annotated[str, Field(max_length=64)]] = Field(
+        default_factory=list, max_length=16, json_schema_extra=_LIST_SET)
+    """The routes under /v1 the server answers: chat/completions, and which of completions,
+    embeddings, responses, messages and messages/count_tokens it offers, found at each check by
+    a request without input (refused on a route a server offers, 404, 405 or 501 on one it does
+    not). The relay answers 404 api_not_offered for the others. Empty: not known (the models
+    were not listed), and every route is relayed."""
     last_check: LastCheck | None = None
     """The most recent check."""
     credential_version: str | None = Field(default=None, max_length=128)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -19,11 +20,13 @@ import aiohttp
 from yarl import URL
 
 from chatprovider.api.v1alpha1 import ChatProviderSpec
+from chatprovider.domain.apis import PROBED, Operation, probe_body
 from chatprovider.domain.conditions import Reason
-from chatprovider.domain.discovery import ModelsShapeError, parse_models
+from chatprovider.domain.discovery import ModelEntry, ModelsShapeError, parse_models
 from chatprovider.domain.endpoint import InvalidEndpoint, ResolvedEndpoint, resolve_endpoint
 from chatprovider.domain.probe import CallOutcome, ProbeResult, worth_verifying
 from chatprovider.domain.proxy import proxy_for
+from chatprovider.domain.server_types import ModelsFallback, models_fallback, server_root
 from chatprovider.upstream.failures import classify
 from chatprovider.upstream.transport import TransportProfile, Transports
 
@@ -74,13 +77,24 @@ async def probe(req: ProbeRequest, transports: Transports, body_limit: int) -> P
     timeout = aiohttp.ClientTimeout(total=spec.timeouts.request.total_seconds() + connect,
                                     sock_connect=connect)
     call = _Caller(session, transports, endpoint, headers, timeout, body_limit, profile)
-    models_call = await call.models() if spec.discovery.enabled else None
+    models_call, route = None, base.models_route
+    if spec.discovery.enabled:
+        models_call = await call.models()
+        fallback = models_fallback(spec.server_type)
+        if fallback is not None and models_call.status in (404, 405):
+            answer = await call.fallback_models(fallback)
+            if answer.status == 200 and answer.models is not None:
+                models_call, route = answer, fallback.route
     model = spec.verification.model if spec.verification.enabled else None
     wanted = bool(model)
     verify_call = None
     if model and worth_verifying(models_call):
         verify_call = await call.verify(model, spec.verification.max_tokens)
-    return replace(base, models_call=models_call, verify_call=verify_call, verification=wanted)
+    api_answers: tuple[tuple[Operation, int | None], ...] = ()
+    if models_call is not None and models_call.status == 200 and models_call.models:
+        api_answers = await call.apis(models_call.models[0].id)
+    return replace(base, models_call=models_call, models_route=route, verify_call=verify_call,
+                   verification=wanted, api_answers=api_answers)
 
 
 class _Caller:
@@ -93,14 +107,32 @@ class _Caller:
         self.profile = profile
 
     async def models(self) -> CallOutcome:
-        outcome, payload = await self._call("GET", self.endpoint.models_url, None)
+        return await self._model_list(self.endpoint.models_url, parse_models)
+
+    async def fallback_models(self, fallback: ModelsFallback) -> CallOutcome:
+        """The server type's own model list (``GET /api/tags`` of Ollama)."""
+        return await self._model_list(server_root(self.endpoint.base_url) + fallback.path,
+                                      fallback.parse)
+
+    async def _model_list(self, url: str, parse: Callable[[Any], list[ModelEntry]]
+                          ) -> CallOutcome:
+        outcome, payload = await self._call("GET", url, None)
         if outcome.failure is not None or outcome.status != 200:
             return outcome
         try:
-            models = tuple(parse_models(payload))
+            models = tuple(parse(payload))
         except ModelsShapeError as exc:
             return replace(outcome, shape_error=str(exc))
         return replace(outcome, models=models)
+
+    async def apis(self, model: str) -> tuple[tuple[Operation, int | None], ...]:
+        """Which of the other operations the server answers: each probed at once with a request
+        it refuses where it offers the route (:func:`~chatprovider.domain.apis.probe_body`)."""
+        async def one(operation: Operation) -> tuple[Operation, int | None]:
+            outcome, _ = await self._call("POST", operation.url(self.endpoint.base_url),
+                                          probe_body(operation, model))
+            return operation, outcome.status
+        return tuple(await asyncio.gather(*(one(op) for op in PROBED)))
 
     async def verify(self, model: str, max_tokens: int) -> CallOutcome:
         body = {"model": model, "max_tokens": max_tokens, "stream": False,

@@ -20,9 +20,10 @@ operation (``/v1/...``)        API        streams  the provider's key upstream
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
-__all__ = ["Api", "Operation", "api_of_path"]
+__all__ = ["PROBED", "Api", "Operation", "api_of_path", "offered_by", "offers", "probe_body"]
 
 _PREFIX = "/v1/"
 
@@ -65,6 +66,38 @@ class Operation(StrEnum):
 
 _ANTHROPIC = frozenset({Operation.MESSAGES, Operation.COUNT_TOKENS})
 _NOT_STREAMED = frozenset({Operation.EMBEDDINGS, Operation.COUNT_TOKENS})
+
+
+#: The operations a check probes (chat completions are what a ChatProvider is: never probed).
+PROBED = (Operation.COMPLETIONS, Operation.EMBEDDINGS, Operation.RESPONSES, Operation.MESSAGES,
+          Operation.COUNT_TOKENS)
+#: The statuses by which a server says it has no such route.
+_NOT_OFFERED = frozenset({404, 405, 501})
+
+
+def probe_body(operation: Operation, model: str) -> dict[str, object]:
+    """The cheap probe of ``operation``: a request naming a model the server listed, without the
+    input the operation needs, which a server refuses (400 or 422) on a route it offers before
+    any inference. Token limits are set as well, so that a server which fills in a missing
+    input anyway generates at most one token."""
+    body: dict[str, object] = {"model": model}
+    if operation in (Operation.COMPLETIONS, Operation.MESSAGES):
+        body["max_tokens"] = 1
+    elif operation is Operation.RESPONSES:
+        body["max_output_tokens"] = 16  # the Responses API's own minimum
+    return body
+
+
+def offered_by(status: int | None) -> bool:
+    """Whether a probe's answer says the route exists: anything but 404, 405 and 501 (a
+    refused key or a failed call say nothing against it, so they count as offered)."""
+    return status not in _NOT_OFFERED
+
+
+def offers(apis: Sequence[str], operation: Operation) -> bool:
+    """Whether a provider whose ``status.apis`` is ``apis`` may be sent ``operation``: every
+    operation while ``apis`` is not known (empty)."""
+    return not apis or operation.value in apis
 
 
 def api_of_path(path: str) -> Api:

@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
+from chatprovider.domain.apis import Operation, offered_by
 from chatprovider.domain.conditions import (
     ConditionStatus,
     ConditionType,
@@ -25,7 +26,8 @@ from chatprovider.domain.conditions import (
 )
 from chatprovider.domain.discovery import ModelEntry, offered_models
 
-__all__ = ["Assessment", "CallOutcome", "ProbeResult", "Retry", "assess", "worth_verifying"]
+__all__ = ["MODELS_ROUTE", "Assessment", "CallOutcome", "ProbeResult", "Retry", "assess",
+           "worth_verifying"]
 
 
 class Retry(Enum):
@@ -41,6 +43,9 @@ PERMANENT_REASONS = frozenset({
     Reason.TLS_UNKNOWN_AUTHORITY, Reason.TLS_HOSTNAME_MISMATCH, Reason.UNAUTHORIZED,
     Reason.FORBIDDEN, Reason.MODELS_ROUTE_NOT_OFFERED, Reason.NO_MODELS, Reason.REDIRECT_REFUSED,
 })
+
+
+MODELS_ROUTE = "GET /v1/models"
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,8 @@ class ProbeResult:
     references: tuple[Reason, str] = (Reason.NO_SECRET_REQUIRED, "no API key configured")
     endpoint_error: str | None = None  # InvalidEndpoint message
     models_call: CallOutcome | None = None  # None when discovery is disabled
+    models_route: str = MODELS_ROUTE  # or the server type's fallback, when it answered instead
+    api_answers: tuple[tuple[Operation, int | None], ...] = ()  # each probed API's status
     verify_call: CallOutcome | None = None  # None when verification is disabled or skipped
     verification: bool = False  # a test message was asked for (sent or skipped)
     static_models: tuple[str, ...] = ()
@@ -73,6 +80,8 @@ class Assessment:
     conditions: list[DesiredCondition]
     models: list[ModelEntry] = field(default_factory=list)
     retry: Retry = Retry.NONE
+    apis: tuple[Operation, ...] = ()
+    """The operations the server answers (chat completions first); empty: not probed."""
 
     @property
     def ready(self) -> DesiredCondition:
@@ -137,7 +146,9 @@ def assess(result: ProbeResult) -> Assessment:  # noqa: C901 - a flat decision t
     retry = Retry.NONE
     if ready.status == "False":
         retry = Retry.PERMANENT if ready.reason in PERMANENT_REASONS else Retry.TRANSIENT
-    return Assessment([ready, *details], models, retry)
+    apis = (Operation.CHAT, *(op for op, status in result.api_answers if offered_by(status))
+            ) if result.api_answers else ()
+    return Assessment([ready, *details], models, retry, apis)
 
 
 DETAIL_ORDER_AFTER_SECRET = (
@@ -162,7 +173,8 @@ def _assess_models(
                      _c(md, False, Reason.NO_MODELS, "discovery is disabled and "
                         "spec.models.static offers no model"))
         return models
-    broken = _http_failure(call, "GET /v1/models")
+    route = result.models_route
+    broken = _http_failure(call, route)
     if broken is not None:
         t, reason, message = broken
         conds[t] = _c(t, False, reason, message)
@@ -190,11 +202,11 @@ def _assess_models(
     conds[ConditionType.AUTHENTICATED] = _c(
         ConditionType.AUTHENTICATED, True, Reason.AUTHENTICATED, "the server accepted the request")
     if not 200 <= status < 300:
-        conds[md] = _c(md, False, Reason.UNEXPECTED_STATUS, f"GET /v1/models answered {status}")
+        conds[md] = _c(md, False, Reason.UNEXPECTED_STATUS, f"{route} answered {status}")
         return []
     if call.models is None:
         conds[md] = _c(md, False, Reason.INVALID_MODELS_RESPONSE,
-                       f"GET /v1/models: {call.shape_error or 'not an OpenAI model list'}")
+                       f"{route}: {call.shape_error or 'not an OpenAI model list'}")
         return []
     models = offered_models(call.models, static, allow)
     if not models:
@@ -202,7 +214,8 @@ def _assess_models(
         conds[md] = _c(md, False, Reason.NO_MODELS, f"no models offered{why}")
     else:
         conds[md] = _c(md, True, Reason.MODELS_DISCOVERED,
-                       f"{_count(len(models), 'model')} offered ({len(call.models)} discovered)")
+                       f"{_count(len(models), 'model')} offered ({len(call.models)} discovered"
+                       + ("" if route == MODELS_ROUTE else f" through {route}") + ")")
     return models
 
 

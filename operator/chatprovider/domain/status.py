@@ -70,6 +70,7 @@ def build_status(old: ChatProviderStatus, assessment: Assessment, inputs: Status
         endpoints=endpoints,
         models=models,
         model_count=len(models),
+        apis=[op.value for op in assessment.apis],
         last_check=LastCheck(time=now, latency_ms=inputs.latency_ms,
                              verification_latency_ms=inputs.verification_latency_ms),
         credential_version=inputs.credential_version,

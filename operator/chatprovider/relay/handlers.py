@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from chatprovider.domain import routing
-from chatprovider.domain.apis import Operation
+from chatprovider.domain.apis import Operation, offers
 from chatprovider.domain.headers import caller_authorization, upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
@@ -100,7 +100,7 @@ class Handlers:
         if operation is Operation.RESPONSES:
             origin = self._origins.provider_of(body.members.get("previous_response_id"))
             pin = routing.continuation_pin(body.model, self._catalog.current(), pin, origin)
-        routes = await self._route(request, caller, body.model, pin)
+        routes = self._offering(await self._route(request, caller, body.model, pin), operation)
         exchange.stream = body.stream and operation.streams
         failure: UpstreamFailure | None = None
         for index, chosen in enumerate(routes):
@@ -194,6 +194,20 @@ class Handlers:
             raise from_routing(exc) from None
         except routing.RoutingError as exc:
             raise from_routing(exc) from None
+
+    def _offering(self, routes: tuple[Route, ...], operation: Operation) -> tuple[Route, ...]:
+        """``routes`` whose provider offers ``operation`` (as its last check found), or a 404
+        ``api_not_offered`` naming what the first one offers."""
+        kept = tuple(r for r in routes if offers(self._apis_of(r.provider), operation))
+        if not kept:
+            apis = ", ".join(self._apis_of(routes[0].provider))
+            raise OpenAIError(404, f"provider {routes[0].provider} does not offer "
+                              f"{operation.path} (it offers: {apis})", code="api_not_offered")
+        return kept
+
+    def _apis_of(self, key: ProviderRef) -> list[str]:
+        view = self._catalog.view(key)
+        return view.status.apis if view is not None else []
 
     async def _listing(self, caller: Caller, catalog: Catalog) -> tuple[str, ...]:
         allowed = await self._access.allowed(caller, catalog.ready_providers())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from chatprovider.domain.apis import Operation
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.discovery import ModelEntry
 from chatprovider.domain.probe import CallOutcome, ProbeResult, Retry, assess, worth_verifying
@@ -113,3 +114,23 @@ def test_a_skipped_test_message_is_not_checked_rather_than_disabled():
     assert assess(skipped).ready.reason == "Unauthorized"
     off = ProbeResult(models_call=CallOutcome(status=401))
     assert conds(off)["Verified"] == ("Unknown", "VerificationDisabled")
+
+
+def test_the_apis_are_chat_and_what_the_probes_found_offered():
+    answers = ((Operation.COMPLETIONS, 400), (Operation.EMBEDDINGS, 501),
+               (Operation.RESPONSES, 404), (Operation.MESSAGES, 422),
+               (Operation.COUNT_TOKENS, None))
+    a = assess(ProbeResult(models_call=OK_MODELS, api_answers=answers))
+    assert a.apis == (Operation.CHAT, Operation.COMPLETIONS, Operation.MESSAGES,
+                      Operation.COUNT_TOKENS)
+    assert assess(ProbeResult(models_call=OK_MODELS)).apis == ()  # not probed: not known
+
+
+def test_models_found_through_a_fallback_say_so():
+    a = assess(ProbeResult(models_call=OK_MODELS, models_route="GET /api/tags"))
+    assert a.ready.status == "True"
+    md = next(c for c in a.conditions if c.type == "ModelsDiscovered")
+    assert md.message == "2 models offered (2 discovered through GET /api/tags)"
+    plain = next(c for c in assess(ProbeResult(models_call=OK_MODELS)).conditions
+                 if c.type == "ModelsDiscovered")
+    assert plain.message == "2 models offered (2 discovered)"

@@ -112,5 +112,5 @@ def build_app(state: ServerState) -> web.Application:
     and is counted."""
     app = web.Application(middlewares=[_journal], client_max_size=16 * 1024 * 1024)
     attach(app, state)
-    add_routes(app, state.flavour.health_path)
+    add_routes(app, state.flavour.health_path, state.flavour.name)
     return app

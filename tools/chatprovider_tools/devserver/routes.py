@@ -1,5 +1,7 @@
 """The OpenAI-compatible routes of the dev server, and OpenAI's Responses and Anthropic's
-Messages routes (``/v1/responses``, ``/v1/messages``, ``/v1/messages/count_tokens``).
+Messages routes (``/v1/responses``, ``/v1/messages``, ``/v1/messages/count_tokens``), plus the
+model list of the flavour's own API: Ollama's ``GET /api/tags``, TGI's ``GET /info`` (which
+answer even when ``GET /v1/models`` is made to fail, as on servers that lack it).
 
 Auth and the generic faults (hang, delays, error statuses, bad bodies) are applied before these
 handlers by :mod:`.app`; the handlers validate the body and answer from the cached encodings.
@@ -177,13 +179,26 @@ async def _models(request: web.Request) -> web.StreamResponse:
     return web.Response(body=data, content_type=_JSON)
 
 
+async def _ollama_tags(request: web.Request) -> web.StreamResponse:
+    models = state_of(request.app).models(snapshot_of(request))
+    return web.json_response({"models": [{"name": m, "model": m, "size": 0} for m in models]})
+
+
+async def _tgi_info(request: web.Request) -> web.StreamResponse:
+    models = state_of(request.app).models(snapshot_of(request))
+    return web.json_response({"model_id": models[0] if models else "", "version": "devserver"})
+
+
+_NATIVE_MODEL_LISTS = {"ollama": ("/api/tags", _ollama_tags), "tgi": ("/info", _tgi_info)}
+
+
 async def _health(request: web.Request) -> web.StreamResponse:
     flavour = state_of(request.app).flavour
     return web.Response(body=flavour.health_body, content_type="text/plain")
 
 
-def add_routes(app: web.Application, health_path: str) -> None:
-    """Register the routes on ``app``."""
+def add_routes(app: web.Application, health_path: str, flavour: str = "generic") -> None:
+    """Register the routes on ``app`` (those of ``flavour``'s own API as well)."""
     app.router.add_get("/v1/models", _models, allow_head=False)
     app.router.add_post("/v1/chat/completions", _chat)
     app.router.add_post("/v1/completions", _completions)
@@ -192,3 +207,6 @@ def add_routes(app: web.Application, health_path: str) -> None:
     app.router.add_post("/v1/messages", _messages)
     app.router.add_post("/v1/messages/count_tokens", _count_tokens)
     app.router.add_get(health_path, _health, allow_head=False)
+    if flavour in _NATIVE_MODEL_LISTS:
+        path, handler = _NATIVE_MODEL_LISTS[flavour]
+        app.router.add_get(path, handler, allow_head=False)
