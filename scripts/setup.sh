@@ -80,7 +80,7 @@ if [ "$MODE" = full ]; then
   bash bench/install.sh
   step "Chromium (the playground's test; SETUP_BROWSER=0 skips it)"
   bash scripts/install-browser.sh
-  step "the OpenAI JavaScript SDK (the docs' JavaScript example)"
+  step "the OpenAI JavaScript SDK and Claude Code (the docs' JavaScript and Claude Code examples)"
   bash scripts/install-node-clients.sh
   step "the image: Debian's docker.io, a debootstrap base, the Dockerfile (cold: about 2 minutes)"
   bash scripts/build-image.sh >/dev/null

@@ -228,6 +228,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     env = {
         "PATH": os.pathsep.join([str(VENV_BIN), str(plane.binaries.kubectl.parent),
                                  str(Path(shutil.which("node") or "/usr/bin/node").parent),
+                                 str(NODE_MODULES / ".bin"),  # claude
                                  "/usr/local/bin", "/usr/bin", "/bin"]),
         "HOME": str(home), "KUBECONFIG": str(plane.kubeconfig), "LANG": "C.UTF-8",
         "LANGSMITH_TRACING": "false", **KEYS,
@@ -308,6 +309,9 @@ def run_page(path: Path, cluster: Cluster) -> list[str]:
         return []
     if any(block.lang in ("javascript", "js") for _, block, _ in planned):
         node_modules_for(cluster.workdir)
+    if any(re.search(r"^claude ", script, re.M) for _, _, script in planned):
+        assert (NODE_MODULES / ".bin" / "claude").exists(), \
+            f"Claude Code is not in {NODE_MODULES}: make setup (scripts/install-node-clients.sh)"
     out = cluster.workdir / "out"
     out.mkdir()
     proc = subprocess.run(["bash", "-c", page_script(planned, out)], env=cluster.env,
