@@ -11,7 +11,7 @@
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
 - name: CHATPROVIDER_QUOTA_REDIS_URL
-  value: {{ .Values.quotas.redis.url | quote }}
+  value: {{ include "chatprovider.quotaRedisUrl" . | quote }}
 - name: CHATPROVIDER_QUOTA_FAIL_OPEN
   value: {{ .Values.quotas.failOpen | toString | quote }}
 - name: CHATPROVIDER_QUOTA_STORE_TIMEOUT
@@ -111,7 +111,7 @@
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
 - name: CHATPROVIDER_QUOTA_REDIS_URL
-  value: {{ .Values.quotas.redis.url | quote }}
+  value: {{ include "chatprovider.quotaRedisUrl" . | quote }}
 - name: CHATPROVIDER_QUOTA_FAIL_OPEN
   value: {{ .Values.quotas.failOpen | toString | quote }}
 - name: CHATPROVIDER_QUOTA_STORE_TIMEOUT

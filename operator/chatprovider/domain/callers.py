@@ -5,7 +5,7 @@ are ``caller_namespace=NAMESPACE``, ``caller=NAME``. Any other user is ``caller`
 name as the authenticator gave it), an unauthenticated caller (``--relay-auth none``)
 ``anonymous``. :class:`CallerLabels` names at most ``limit`` distinct callers per process (the
 first ones seen); every later one is counted as ``caller="other"``, so a relay's series stay
-bounded however many callers it meets.
+bounded however many callers it meets. (A user actually named ``other`` shares that series.)
 """
 
 from __future__ import annotations
