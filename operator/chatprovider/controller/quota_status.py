@@ -67,6 +67,8 @@ class QuotaStatusWriter:
         self._clock = clock
         self.writes = 0
         """Statuses written so far (a pass that changes nothing adds none)."""
+        self.passes = 0
+        """Passes completed so far."""
         self._down: str | None = None
         """The store's error in this pass: the other quotas do not wait for it again."""
 
@@ -92,6 +94,7 @@ class QuotaStatusWriter:
         written, self._down = 0, None
         for body in quotas:
             written += await self._one(body, providers)
+        self.passes += 1
         return written
 
     async def _one(self, body: dict[str, Any], providers: dict[str, dict[str, dict[str, str]]]
