@@ -150,9 +150,13 @@ class OperatorApp:
     async def _leading(self) -> None:
         """What the leader does: check providers, and keep the quotas' status current."""
         assert self.reconciler is not None and self.quota_status is not None
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self.reconciler.run(), name="reconciler")
-            group.create_task(self.quota_status.run(), name="quota status")
+        quotas = asyncio.create_task(self.quota_status.run(), name="quota status")
+        try:
+            await self.reconciler.run()
+        finally:
+            quotas.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await quotas
 
     async def _lead(self, stop: asyncio.Event) -> None:
         """Lead while this replica holds the Lease (always, without leader election)."""
