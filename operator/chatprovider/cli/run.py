@@ -18,7 +18,6 @@ import click
 from chatprovider.cli.options import build, settings_options
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.controller.app import OperatorApp, RelayStarter
-from chatprovider.counters import open_store
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.logs import SecretValues, setup_logging
@@ -81,8 +80,7 @@ def run(**options: Any) -> None:
         ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     ensure_free("0.0.0.0", settings.health_port, "--health-port")
     starter = embedded_relay(relay_settings) if settings.relay else None
-    app = OperatorApp(settings, relay=starter, secret_values=secret_values,
-                      counters=open_store(settings))
+    app = OperatorApp(settings, relay=starter, secret_values=secret_values)
     with explain_bind_errors("--relay-port", "--health-port"):
         serve(app.run, settings.event_loop)
 

@@ -19,7 +19,7 @@ from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.quota_status import QuotaStatusWriter
 from chatprovider.controller.reconciler import Reconciler
 from chatprovider.controller.status import StatusApplier
-from chatprovider.counters import CounterStore, RedisCounterStore
+from chatprovider.counters import CounterStore, RedisCounterStore, open_store
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
@@ -58,9 +58,10 @@ class OperatorApp:
                  counters: CounterStore | None = None) -> None:
         """``transports`` builds the upstream connection pools (tests pass one with a stub name
         resolver); ``secret_values`` collects the values of the Secrets read, for the log
-        filter to mask; ``counters`` is the quota counter store (:func:`open_store`), read for
-        the ChatQuotas' ``status.usage`` (and to be shared with the embedded relay, whose
-        in-memory counters are only readable here); None: none is read."""
+        filter to mask; ``counters`` is the quota counter store, read for the ChatQuotas'
+        ``status.usage`` and to be shared with the embedded relay (whose in-memory counters
+        are only readable here); by default the one the settings name (:func:`open_store`).
+        The app closes it when it stops."""
         self.settings = settings
         self._relay = relay
         self._transports = transports
@@ -69,7 +70,7 @@ class OperatorApp:
         self.elector: LeaderElector | None = None
         self.watch: ProviderWatch | None = None
         self.registry = Registry()
-        self.counters = counters
+        self.counters = counters if counters is not None else open_store(settings)
         self.quota_status: QuotaStatusWriter | None = None
 
     async def run(self, stop_flag: asyncio.Event) -> None:
@@ -125,8 +126,7 @@ class OperatorApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await leading
             await transports.close()
-            if self.counters is not None:
-                await self.counters.aclose()
+            await self.counters.aclose()
             await kube.close()
             # Closed TLS transports finish closing on the next loop iterations; let them, so
             # that no socket outlives the loop (aiohttp's documented graceful shutdown).
@@ -136,10 +136,11 @@ class OperatorApp:
                              ) -> QuotaStatusWriter:
         """Counters in Redis are read there; in memory, only when the relay is embedded (they
         are then this process's); a separate relay's memory cannot be read."""
-        s, store = self.settings, self.counters
+        s = self.settings
+        store: CounterStore | None = self.counters
         if isinstance(store, RedisCounterStore):
             source = store.where
-        elif store is not None and s.relay:
+        elif self._relay is not None:
             source = "the embedded relay's memory (this operator replica's requests only)"
         else:
             store, source = None, ""

@@ -281,3 +281,38 @@ def test_an_unreachable_redis_is_a_condition_without_its_password(
     secured_redis.start()  # back, empty (no persistence)
     wait_for(lambda: reason() == "Ready", 20, what="Ready again")
     assert (cquota(kubectl, namespace, "team-a")["status"].get("usage") or []) == []
+
+
+def test_with_the_relay_embedded_usage_is_read_from_the_operators_own_memory(
+        k8s, kubectl, kubeconfig, namespace) -> None:
+    """No Redis: the embedded relay's counters are the operator process's (OperatorApp.counters),
+    which the status writer reads."""
+    from tests.integration.operator_stack import OperatorStack
+
+    from chatprovider.relay import RelaySettings
+
+    provider(k8s, namespace, "vllm", {"pool": "gpu"})
+    team = quota(k8s, namespace, "team-a", {"tokensPerDay": 10000})
+    stack = OperatorStack(kubeconfig, RelaySettings(port=0), namespaces=(namespace,))
+    stack.app = OperatorApp(stack.settings.model_copy(update={"quota_status_interval": 1}),
+                            relay=stack._start_relay)
+    with stack:
+        store = stack.app.counters
+        limits = applicable_limits([Quota.of(team)], APP, ProviderRef(namespace, "vllm"),
+                                   {"pool": "gpu"})
+
+        async def charge_in_memory() -> None:
+            gate = QuotaGate(store, fail_open=False)
+            await gate.settle(await gate.admit(limits, Demand(50, 50)), Demand(40, 2))
+
+        assert stack._loop is not None  # the operator's loop owns the store
+        asyncio.run_coroutine_threadsafe(charge_in_memory(), stack._loop).result(10)
+
+        def usage() -> list[dict[str, Any]] | None:
+            return (cquota(kubectl, namespace, "team-a").get("status") or {}).get("usage")
+
+        (entry,) = wait_for(usage, 20, what="usage from memory")
+        assert entry["tokensToday"] == 42
+        reported = condition(cquota(kubectl, namespace, "team-a"), "UsageReported")
+        assert reported is not None and reported["reason"] == "UsageRead"
+        assert "embedded relay's memory" in reported["message"]
