@@ -31,7 +31,7 @@ from chatprovider.api.quota import QUOTA_KIND, QUOTA_PLURAL, ChatQuota, ChatQuot
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.controller.status import FIELD_MANAGER
 from chatprovider.counters.store import CounterStore, CounterStoreUnavailable
-from chatprovider.domain.quota.limits import Quota, quota_prefix
+from chatprovider.domain.quota.limits import Quota
 from chatprovider.domain.quota.status import UsageReading, needs_quota_write, quota_status
 from chatprovider.kube.client import ApiError, KubeClient
 
@@ -71,16 +71,26 @@ class QuotaStatusWriter:
         """Passes completed so far."""
         self._down: str | None = None
         """The store's error in this pass: the other quotas do not wait for it again."""
+        self._counters: dict[str, int] | None = None
+        """The store's counters in this pass."""
 
     async def run(self) -> None:
-        """A pass every interval, until cancelled (when leadership is lost or on stop)."""
+        """A pass every interval, until cancelled (when leadership is lost or on stop). A
+        failure is logged as a warning when it starts (or changes), not at every pass."""
+        failed: str | None = None
         while True:
             try:
                 await self.sync()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - the API server is away: next interval
-                log.warning("could not update the ChatQuotas' status: %s", type(exc).__name__)
+                failure = f"{exc.status} {exc.reason}" if isinstance(exc, ApiError) else \
+                    type(exc).__name__
+                (log.warning if failure != failed else log.debug)(
+                    "could not update the ChatQuotas' status: %s", failure)
+                failed = failure
+            else:
+                failed = None
             await asyncio.sleep(self._interval)
 
     async def sync(self) -> int:
@@ -91,14 +101,16 @@ class QuotaStatusWriter:
             meta = body.get("metadata") or {}
             providers.setdefault(str(meta.get("namespace", "")), {})[
                 str(meta.get("name", ""))] = dict(meta.get("labels") or {})
-        written, self._down = 0, None
+        written, self._down, self._counters = 0, None, None
+        now = self._clock()
         for body in quotas:
-            written += await self._one(body, providers)
+            written += await self._one(body, providers, now)
+        self._counters = None
         self.passes += 1
         return written
 
-    async def _one(self, body: dict[str, Any], providers: dict[str, dict[str, dict[str, str]]]
-                   ) -> int:
+    async def _one(self, body: dict[str, Any], providers: dict[str, dict[str, dict[str, str]]],
+                   now: float) -> int:
         meta = body.get("metadata") or {}
         try:
             resource = ChatQuota.model_validate(body)
@@ -107,25 +119,26 @@ class QuotaStatusWriter:
                         " is", meta.get("namespace"), meta.get("name"), exc.error_count())
             return 0
         quota = Quota.of(resource)
-        now = self._clock()
-        reading = await self._read(quota, now)
+        reading = await self._read(now)
         new = quota_status(quota, int(meta.get("generation") or 0), resource.status,
                            providers.get(quota.namespace, {}), reading, now)
         if not needs_quota_write(resource.status, new):
             return 0
         return int(await self._apply(quota, new))
 
-    async def _read(self, quota: Quota, now: float) -> UsageReading:
+    async def _read(self, now: float) -> UsageReading:
+        """Every quota's counters, read once per pass (one SCAN of the store's keys rather
+        than one per quota; ``usage_report`` picks each quota's by its prefix)."""
         if self._store is None:
             return UsageReading(unreadable=UNREADABLE)
-        if self._down is None:
+        if self._counters is None and self._down is None:
             try:
-                counters = await self._store.scan(quota_prefix(str(quota)), now)
+                self._counters = await self._store.scan("", now)
             except CounterStoreUnavailable as exc:
                 self._down = str(exc)
         if self._down is not None:
             return UsageReading(unavailable=self._down, fail_open=self._fail_open)
-        return UsageReading(counters=counters, source=self._source)
+        return UsageReading(counters=self._counters, source=self._source)
 
     async def _apply(self, quota: Quota, status: ChatQuotaStatus) -> bool:
         if not self._may_write():
