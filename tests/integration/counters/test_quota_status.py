@@ -21,6 +21,7 @@ import yaml
 from click.testing import CliRunner
 from kubernetes import client as k8s_client
 from tests.integration.controller.conftest import OperatorThread, wait_for
+from tests.integration.operator_stack import OperatorStack
 
 from chatprovider.api.quota import ChatQuota
 from chatprovider.cli import main
@@ -28,6 +29,7 @@ from chatprovider.controller.app import OperatorApp
 from chatprovider.counters import CounterStore, QuotaGate, RedisCounterStore
 from chatprovider.domain.quota import Demand, Quota, applicable_limits
 from chatprovider.domain.routing import ProviderRef
+from chatprovider.relay import RelaySettings
 from chatprovider.settings import OperatorSettings
 from chatprovider_tools.redisserver import RedisServer, RedisServerError
 
@@ -287,10 +289,6 @@ def test_with_the_relay_embedded_usage_is_read_from_the_operators_own_memory(
         k8s, kubectl, kubeconfig, namespace) -> None:
     """No Redis: the embedded relay's counters are the operator process's (OperatorApp.counters),
     which the status writer reads."""
-    from tests.integration.operator_stack import OperatorStack
-
-    from chatprovider.relay import RelaySettings
-
     provider(k8s, namespace, "vllm", {"pool": "gpu"})
     team = quota(k8s, namespace, "team-a", {"tokensPerDay": 10000})
     stack = OperatorStack(kubeconfig, RelaySettings(port=0), namespaces=(namespace,))
