@@ -220,6 +220,11 @@ class OperatorSettings(_Settings):
     """An unchanged status is written again (``lastCheck``) when it is older than this, so that
     ``lastCheck.time`` is at most this old; 0: only changes are written. A re-check that
     changes nothing writes nothing in between."""
+    quota_status_interval: float = setting(30.0, chart="operator.quotaStatusIntervalSeconds",
+                                           ge=1)
+    """How often the ChatQuotas' status (Ready, the providers governed, ``usage`` read from the
+    counter store) is recomputed; a quota's status is written only when it changed, so at most
+    once per interval."""
     health_port: int = setting(8081, chart="operator.healthPort", ge=0, le=65535)
     """Port of the operator's ``/healthz`` (the liveness probe); 0 turns it off."""
     relay: bool = setting(True, not_in_chart="set from relay.mode (embedded or not)",
@@ -332,6 +337,10 @@ class RelaySettings(_Settings):
     to."""
     listing_limit: int = setting(20, commands=_BOTH, chart="relay.listingLimit", gt=0)
     """Most model ids listed in a 400 (ambiguous) or 404 (unknown model) message."""
+    caller_limit: int = setting(1000, commands=_BOTH, chart="relay.callerLimit", ge=0)
+    """Most distinct callers the per-caller metrics (``chatprovider_relay_caller_*``) name, per
+    relay process; later callers are counted as ``caller="other"``. Bounds their series to
+    about this times the provider/model pairs in use; 0 counts every caller as ``other``."""
     shutdown_grace: float = setting(30.0, commands=_BOTH, chart="relay.shutdownGraceSeconds",
                                     ge=0)
     """On stop, how long in-flight requests (streams included) may take to finish."""

@@ -31,9 +31,13 @@ def find_redis_server() -> str:
     return path
 
 
-def _ping(port: int, timeout: float = 0.5) -> bool:
+def _ping(port: int, timeout: float = 0.5, password: str | None = None) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+            if password is not None:
+                sock.sendall(f"AUTH {password}\r\n".encode())
+                if not sock.recv(16).startswith(b"+OK"):
+                    return False
             sock.sendall(b"PING\r\n")
             return sock.recv(16).startswith(b"+PONG")
     except OSError:
@@ -41,9 +45,11 @@ def _ping(port: int, timeout: float = 0.5) -> bool:
 
 
 class RedisServer:
-    """``redis-server`` on 127.0.0.1, no persistence, stopped within ``stop_timeout``."""
+    """``redis-server`` on 127.0.0.1, no persistence, stopped within ``stop_timeout``; with
+    ``password``, it requires it (``requirepass``)."""
 
-    def __init__(self, port: int | None = None, start_timeout: float = 20.0) -> None:
+    def __init__(self, port: int | None = None, start_timeout: float = 20.0,
+                 password: str | None = None) -> None:
         self.binary = find_redis_server()
         self.port = port or free_port()
         self.workdir = Path(tempfile.mkdtemp(prefix="chatprovider-redis-"))
@@ -53,13 +59,15 @@ class RedisServer:
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
             "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
+            *(("--requirepass", password) if password is not None else ()),
         ], self.workdir / "redis.log")
+        self.password = password
 
     def start(self) -> None:
         """Start and wait until it answers PING."""
         self._process.start()
         deadline = time.monotonic() + self.start_timeout
-        while not _ping(self.port):
+        while not _ping(self.port, password=self.password):
             if not self._process.alive():
                 raise RedisServerError(f"redis-server exited:\n{self._process.tail()}")
             if time.monotonic() > deadline:
@@ -75,7 +83,7 @@ class RedisServer:
         return popen.pid if popen is not None and popen.poll() is None else None
 
     def alive(self) -> bool:
-        return self._process.alive() and _ping(self.port)
+        return self._process.alive() and _ping(self.port, password=self.password)
 
     def kill(self) -> None:
         """SIGKILL, as a crash; returns when the process is gone."""

@@ -99,6 +99,20 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- end }}
 {{- end }}
 
+{{/* The quota counters' Redis: quotas.redis.url, else the one the chart deploys
+     (quotas.redis.deploy), else none (counters in memory). */}}
+{{- define "chatprovider.redisName" -}}
+{{- printf "%s-redis" (include "chatprovider.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "chatprovider.quotaRedisUrl" -}}
+{{- if .Values.quotas.redis.url }}
+{{- .Values.quotas.redis.url }}
+{{- else if .Values.quotas.redis.deploy }}
+{{- printf "redis://%s.%s.svc:%d/0" (include "chatprovider.redisName" .) .Release.Namespace (int .Values.quotas.redis.server.port) }}
+{{- end }}
+{{- end }}
+
 {{/* Environment both Deployments set besides their settings (templates/_settings.tpl). */}}
 {{- define "chatprovider.podEnv" -}}
 # kopf's identity and the Lease holder's name; without POD_ID kopf asks getpass.getuser(),

@@ -11,7 +11,7 @@
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
 - name: CHATPROVIDER_QUOTA_REDIS_URL
-  value: {{ .Values.quotas.redis.url | quote }}
+  value: {{ include "chatprovider.quotaRedisUrl" . | quote }}
 - name: CHATPROVIDER_QUOTA_FAIL_OPEN
   value: {{ .Values.quotas.failOpen | toString | quote }}
 - name: CHATPROVIDER_QUOTA_STORE_TIMEOUT
@@ -40,6 +40,8 @@
   value: {{ .Values.operator.refreshAnnotation | quote }}
 - name: CHATPROVIDER_STATUS_HEARTBEAT
   value: {{ .Values.operator.statusHeartbeatSeconds | toString | quote }}
+- name: CHATPROVIDER_QUOTA_STATUS_INTERVAL
+  value: {{ .Values.operator.quotaStatusIntervalSeconds | toString | quote }}
 - name: CHATPROVIDER_HEALTH_PORT
   value: {{ .Values.operator.healthPort | int64 | toString | quote }}
 - name: CHATPROVIDER_LEADER_ELECTION
@@ -88,6 +90,8 @@
   value: {{ .Values.relay.bareModelPolicy | quote }}
 - name: CHATPROVIDER_RELAY_LISTING_LIMIT
   value: {{ .Values.relay.listingLimit | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_CALLER_LIMIT
+  value: {{ .Values.relay.callerLimit | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_SHUTDOWN_GRACE
   value: {{ .Values.relay.shutdownGraceSeconds | toString | quote }}
 - name: CHATPROVIDER_RELAY_ACCESS_LOG
@@ -107,7 +111,7 @@
 - name: CHATPROVIDER_REQUIRE_SECRET_LABEL
   value: {{ .Values.requireSecretLabel | toString | quote }}
 - name: CHATPROVIDER_QUOTA_REDIS_URL
-  value: {{ .Values.quotas.redis.url | quote }}
+  value: {{ include "chatprovider.quotaRedisUrl" . | quote }}
 - name: CHATPROVIDER_QUOTA_FAIL_OPEN
   value: {{ .Values.quotas.failOpen | toString | quote }}
 - name: CHATPROVIDER_QUOTA_STORE_TIMEOUT
@@ -160,6 +164,8 @@
   value: {{ .Values.relay.bareModelPolicy | quote }}
 - name: CHATPROVIDER_RELAY_LISTING_LIMIT
   value: {{ .Values.relay.listingLimit | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_CALLER_LIMIT
+  value: {{ .Values.relay.callerLimit | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_SHUTDOWN_GRACE
   value: {{ .Values.relay.shutdownGraceSeconds | toString | quote }}
 - name: CHATPROVIDER_RELAY_ACCESS_LOG

@@ -265,13 +265,15 @@ class ChatQuotaStatus(_Model):
     """metadata.generation of the spec last processed."""
     conditions: list[Condition] = Field(
         default_factory=list, max_length=8, json_schema_extra=_list_map("type"))
-    """Ready: the quota is valid and in force for the providers it selects."""
+    """Ready: the quota selects a provider and its counters can be reached; UsageReported:
+    usage could be read from the counter store (reasons: docs/quotas.md)."""
     providers: list[str] = Field(default_factory=list, max_length=256)
     """Names of the ChatProviders the quota currently governs."""
     usage: list[SubjectUsage] = Field(default_factory=list, max_length=20)
     """The (at most 20) sets of counters closest to a limit, most used first."""
     usage_time: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
-    """When usage was read (RFC 3339)."""
+    """When this usage was first read (RFC 3339); it does not move while usage stays the
+    same."""
 
 
 class ChatQuota(_Model):

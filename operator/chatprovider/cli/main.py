@@ -13,6 +13,7 @@ import click
 
 from chatprovider.cli.check import check
 from chatprovider.cli.run import relay, run
+from chatprovider.cli.usage import usage
 
 __all__ = ["COMMAND_ENTRY_POINTS", "commands", "main"]
 
@@ -55,15 +56,17 @@ def main() -> None:
 
 @main.command()
 def crd() -> None:
-    """Print the ChatProvider CustomResourceDefinition (YAML) to apply with kubectl."""
-    from chatprovider.api.crd import render
+    """Print the CustomResourceDefinitions (ChatProvider, ChatQuota) as YAML documents to apply
+    with kubectl."""
+    from chatprovider.api.crd import RESOURCES
 
-    click.echo(render(), nl=False)
+    click.echo("---\n".join(resource.render() for resource in RESOURCES), nl=False)
 
 
 main.add_command(run)
 main.add_command(relay)
 main.add_command(check)
+main.add_command(usage)
 
 
 def commands() -> dict[str, click.Command]:

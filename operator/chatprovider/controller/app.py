@@ -16,8 +16,10 @@ from collections.abc import Awaitable, Callable
 
 from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.leader import LeaderElector, LeaseTiming
+from chatprovider.controller.quota_status import QuotaStatusWriter
 from chatprovider.controller.reconciler import Reconciler
 from chatprovider.controller.status import StatusApplier
+from chatprovider.counters import CounterStore, RedisCounterStore, open_store
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
@@ -52,10 +54,14 @@ class OperatorApp:
 
     def __init__(self, settings: OperatorSettings, relay: RelayStarter | None = None, *,
                  transports: Callable[[EgressPolicy], Transports] = Transports,
-                 secret_values: SecretValues | None = None) -> None:
+                 secret_values: SecretValues | None = None,
+                 counters: CounterStore | None = None) -> None:
         """``transports`` builds the upstream connection pools (tests pass one with a stub name
         resolver); ``secret_values`` collects the values of the Secrets read, for the log
-        filter to mask."""
+        filter to mask; ``counters`` is the quota counter store, read for the ChatQuotas'
+        ``status.usage`` and to be shared with the embedded relay (whose in-memory counters
+        are only readable here); by default the one the settings name (:func:`open_store`).
+        The app closes it when it stops."""
         self.settings = settings
         self._relay = relay
         self._transports = transports
@@ -64,6 +70,8 @@ class OperatorApp:
         self.elector: LeaderElector | None = None
         self.watch: ProviderWatch | None = None
         self.registry = Registry()
+        self.counters = counters if counters is not None else open_store(settings)
+        self.quota_status: QuotaStatusWriter | None = None
 
     async def run(self, stop_flag: asyncio.Event) -> None:
         s = self.settings
@@ -86,6 +94,7 @@ class OperatorApp:
                                      EventRecorder(kube, instance=me, may_post=may_write))
         self.watch = ProviderWatch(s, config, kube, objects, self.reconciler.observe,
                                    liveness=lambda: len(self.registry))
+        self.quota_status = self._quota_status_writer(kube, may_write)
         stop_relay: Callable[[], Awaitable[None]] | None = None
         watch_stop = asyncio.Event()
         leading = asyncio.create_task(self._lead(stop_flag), name="leader election")
@@ -117,23 +126,49 @@ class OperatorApp:
             with contextlib.suppress(asyncio.CancelledError):
                 await leading
             await transports.close()
+            await self.counters.aclose()
             await kube.close()
             # Closed TLS transports finish closing on the next loop iterations; let them, so
             # that no socket outlives the loop (aiohttp's documented graceful shutdown).
             await asyncio.sleep(0.25)
 
+    def _quota_status_writer(self, kube: KubeClient, may_write: Callable[[], bool]
+                             ) -> QuotaStatusWriter:
+        """Counters in Redis are read there; in memory, only when the relay is embedded (they
+        are then this process's); a separate relay's memory cannot be read."""
+        s = self.settings
+        store: CounterStore | None = self.counters
+        if isinstance(store, RedisCounterStore):
+            source = store.where
+        elif self._relay is not None:
+            source = "the embedded relay's memory (this operator replica's requests only)"
+        else:
+            store, source = None, ""
+        return QuotaStatusWriter(kube, s.namespaces, store, interval=s.quota_status_interval,
+                                 source=source, fail_open=s.quota_fail_open,
+                                 may_write=may_write)
+
+    async def _leading(self) -> None:
+        """What the leader does: check providers, and keep the quotas' status current."""
+        assert self.reconciler is not None and self.quota_status is not None
+        quotas = asyncio.create_task(self.quota_status.run(), name="quota status")
+        try:
+            await self.reconciler.run()
+        finally:
+            quotas.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await quotas
+
     async def _lead(self, stop: asyncio.Event) -> None:
-        """Run the reconciler while this replica leads (always, without leader election)."""
-        assert self.reconciler is not None
-        reconciler = self.reconciler
+        """Lead while this replica holds the Lease (always, without leader election)."""
         if self.elector is None:
-            task = asyncio.create_task(reconciler.run(), name="reconciler")
+            task = asyncio.create_task(self._leading(), name="leading")
             await stop.wait()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
             return
-        await self.elector.run(reconciler.run, stop)
+        await self.elector.run(self._leading, stop)
 
     def _object_changed(self, ref: ObjectRef, snap: ObjectSnapshot) -> None:
         if self.reconciler is not None:

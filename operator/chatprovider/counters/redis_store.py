@@ -72,6 +72,11 @@ class RedisCounterStore:
     def __repr__(self) -> str:
         return f"RedisCounterStore({self._where!r})"
 
+    @property
+    def where(self) -> str:
+        """The server's address, without credentials (``redis://host:6379``)."""
+        return self._where
+
     async def _call(self, what: str, coroutine: Any) -> Any:
         try:
             async with asyncio.timeout(self._timeout * 4):

@@ -9,6 +9,9 @@ Authenticated       the server accepted the key (401/403 make it False)
 ModelsDiscovered    the provider offers at least one model (discovered or static)
 Verified            the test message got a chat completion (Unknown when verification is off)
 =================== ============================================================================
+
+A ChatQuota has ``Ready`` (it selects a provider, and its counters can be reached) and
+``UsageReported`` (``status.usage`` could be read), with the reasons of :class:`QuotaReason`.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "DesiredCondition",
+    "QuotaReason",
     "Reason",
     "merge_conditions",
     "summarize_ready",
@@ -39,6 +43,8 @@ class ConditionType(StrEnum):
     AUTHENTICATED = "Authenticated"
     MODELS_DISCOVERED = "ModelsDiscovered"
     VERIFIED = "Verified"
+    USAGE_REPORTED = "UsageReported"
+    """A ChatQuota's: whether its ``status.usage`` could be read from the counter store."""
 
 
 #: Precedence for the Ready summary: the first False detail condition gives Ready its reason.
@@ -99,13 +105,23 @@ class Reason(StrEnum):
     VERIFICATION_FAILED = "VerificationFailed"
 
 
+class QuotaReason(StrEnum):
+    """Every reason the operator writes on a ChatQuota (docs/quotas.md lists them)."""
+
+    READY = "Ready"
+    NO_PROVIDERS_SELECTED = "NoProvidersSelected"
+    COUNTER_STORE_UNAVAILABLE = "CounterStoreUnavailable"
+    USAGE_READ = "UsageRead"
+    COUNTERS_IN_RELAY_MEMORY = "CountersInRelayMemory"
+
+
 @dataclass(frozen=True)
 class DesiredCondition:
     """A condition as computed from a probe, before timestamps are attached."""
 
     type: ConditionType
     status: ConditionStatus
-    reason: Reason
+    reason: Reason | QuotaReason
     message: str
 
 

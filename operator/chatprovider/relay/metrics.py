@@ -1,4 +1,10 @@
-"""Prometheus metrics of one relay, in its own registry (no global state)."""
+"""Prometheus metrics of one relay, in its own registry (no global state).
+
+The per-caller counters (``chatprovider_relay_caller_requests``, ``..._caller_tokens``) name
+at most ``caller_limit`` distinct callers per process, the later ones as ``caller="other"``
+(:class:`~chatprovider.domain.callers.CallerLabels`): their series are at most about
+``caller_limit`` times the (provider, model) pairs in use, times two directions for tokens.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from chatprovider.domain.callers import CallerLabels
+
 __all__ = ["CONTENT_TYPE", "RelayMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -22,10 +30,12 @@ _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 class RelayMetrics:
     """The relay's instruments. Labels: ``namespace``, ``provider`` (empty when a request was
     not routed), ``model`` (the upstream id), ``code`` (HTTP status; 499 when the client went
-    away)."""
+    away); per caller, ``caller_namespace`` (a ServiceAccount's namespace, else empty) and
+    ``caller``; on error answers, ``status`` and ``reason`` (the error's ``code``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, caller_limit: int = 1000) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.callers = CallerLabels(caller_limit)
         r = self.registry
         self.requests = Counter(
             "chatprovider_relay_requests", "Requests answered by the relay.",
@@ -52,6 +62,21 @@ class RelayMetrics:
             "chatprovider_relay_provider_busy",
             "Requests refused (429) because the provider's concurrency limit was reached.",
             ["namespace", "provider"], registry=r)
+
+        self.caller_requests = Counter(
+            "chatprovider_relay_caller_requests",
+            "Requests routed to a provider, by caller (at most caller_limit callers named).",
+            ["caller_namespace", "caller", "namespace", "provider", "model"], registry=r)
+        self.caller_tokens = Counter(
+            "chatprovider_relay_caller_tokens",
+            "Tokens reported by upstream usage, by caller (at most caller_limit callers named).",
+            ["caller_namespace", "caller", "namespace", "provider", "model", "direction"],
+            registry=r)
+        self.error_answers = Counter(
+            "chatprovider_relay_error_answers",
+            "Error answers of the relay by status and error code (rate_limit_exceeded,"
+            " insufficient_quota, provider_busy, ...; upstream for an upstream's own error).",
+            ["namespace", "provider", "status", "reason"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

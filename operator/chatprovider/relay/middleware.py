@@ -58,16 +58,18 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         loop = asyncio.get_running_loop()
         exchange = start_exchange(request, loop.time())
-        status = 500
+        status, reason = 500, None  # reason: the code of an error answer given here
         try:
             try:
                 response = await handler(request)
             except OpenAIError as exc:
+                reason = "upstream" if exc.raw is not None else exc.code or "error"
                 response = render(exc, exchange.api)
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise
-                response = render(_from_http(exc), exchange.api)
+                response = render(error := _from_http(exc), exchange.api)
+                reason = error.code or "http_error"
             except asyncio.CancelledError:
                 status = 200 if exchange.completed else CLIENT_CLOSED
                 raise
@@ -78,31 +80,36 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
                           request.method, request.path, exc_info=exc)
                 response = render(OpenAIError(500, "internal error in the relay",
                                               "internal_error"), exchange.api)
+                reason = "internal_error"
             status = response.status
             return response
         finally:
-            _record(metrics, request, exchange, status, loop.time(), log_requests)
+            _record(metrics, request, exchange, status, loop.time(), log_requests, reason)
 
     return middleware
 
 
 def _record(metrics: RelayMetrics, request: web.Request, exchange: Exchange, status: int,
-            now: float, log_requests: bool) -> None:
+            now: float, log_requests: bool, reason: str | None = None) -> None:
     if request.path in ("/metrics", "/healthz", "/readyz", "/", "/v1/providers") or \
             request.path.startswith("/playground/"):
         return  # service and playground routes are not relayed requests
     ns, provider, model = exchange.namespace, exchange.provider, exchange.model
     elapsed = now - exchange.started
     metrics.requests.labels(ns, provider, model, str(status)).inc()
+    if reason is not None:
+        metrics.error_answers.labels(ns, provider, str(status), reason).inc()
     if provider:
         metrics.latency.labels(ns, provider).observe(elapsed)
         if exchange.first_token_at is not None:
             metrics.ttft.labels(ns, provider).observe(exchange.first_token_at - exchange.started)
+        who = metrics.callers(exchange.user)
+        metrics.caller_requests.labels(*who, ns, provider, model).inc()
         if exchange.usage is not None:
-            metrics.tokens.labels(ns, provider, model, "prompt").inc(
-                exchange.usage.prompt_tokens)
-            metrics.tokens.labels(ns, provider, model, "completion").inc(
-                exchange.usage.completion_tokens)
+            for direction, count in (("prompt", exchange.usage.prompt_tokens),
+                                     ("completion", exchange.usage.completion_tokens)):
+                metrics.tokens.labels(ns, provider, model, direction).inc(count)
+                metrics.caller_tokens.labels(*who, ns, provider, model, direction).inc(count)
     if log_requests:
         access_log.info(
             "%s %s %d %.1fms provider=%s model=%s user=%s stream=%s failure=%s attempts=%d",

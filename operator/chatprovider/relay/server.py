@@ -57,7 +57,7 @@ class Relay:
         SubjectAccessReview go through it). ``ready``, if given, is also consulted by
         ``/readyz`` (for example: the watch feed has listed the providers once)."""
         self.settings = settings
-        self.metrics = RelayMetrics()
+        self.metrics = RelayMetrics(settings.caller_limit)
         access: Access
         if settings.auth_mode is AuthMode.KUBERNETES:
             if kube_client is None:

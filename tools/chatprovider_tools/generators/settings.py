@@ -50,7 +50,14 @@ def _kind(option: Option) -> Any:
 
 # ---- the chart's environment ------------------------------------------------------------------
 
+#: Chart values whose variable a helper of templates/_helpers.tpl computes (the value, or a
+#: default from other values) instead of taking the value as it is.
+_COMPUTED = {"quotas.redis.url": "chatprovider.quotaRedisUrl"}
+
+
 def _env_value(option: Option) -> str:
+    if option.info.chart in _COMPUTED:
+        return f'{{{{ include "{_COMPUTED[option.info.chart]}" . | quote }}}}'
     value = ".Values." + str(option.info.chart)
     kind = _kind(option)
     if kind is tuple:  # a lone comma is an empty list (an empty variable would mean "unset")

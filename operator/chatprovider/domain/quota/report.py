@@ -15,7 +15,7 @@ from chatprovider.api.quota import SubjectUsage
 from chatprovider.domain.quota.limits import LIMIT_FIELDS, Metric, Quota, quota_prefix
 from chatprovider.domain.quota.windows import Window, window_start
 
-__all__ = ["TOP", "usage_report"]
+__all__ = ["CAPS", "TOP", "usage_report"]
 
 #: How many sets of counters ``status.usage`` lists.
 TOP = 20
@@ -28,8 +28,8 @@ _FIELD = {
     (Metric.TOKENS, Window.MONTH): "tokens_this_month",
     (Metric.CONCURRENT, None): "concurrent_requests",
 }
-#: The Limits attribute that caps each status field.
-_CAP = {_FIELD[kind]: attribute for attribute, kind in LIMIT_FIELDS.items()}
+#: The Limits attribute that caps each field of a SubjectUsage, in the order of LIMIT_FIELDS.
+CAPS = {_FIELD[kind]: attribute for attribute, kind in LIMIT_FIELDS.items()}
 
 
 def _parse(rest: str, now: float) -> tuple[str, str] | None:
@@ -69,7 +69,7 @@ def usage_report(quota: Quota, counters: Mapping[str, int], now: float,
     for subject, fields in found.items():
         shares = []
         for name, value in fields.items():
-            cap = getattr(quota.spec.limits, _CAP[name])
+            cap = getattr(quota.spec.limits, CAPS[name])
             if cap is not None:
                 shares.append(value / cap if cap else (1.0 if value == 0 else float(value)))
         peak = max(shares, default=0.0)
