@@ -183,7 +183,12 @@ def test_up_answers_with_a_real_model_behind_kubernetes_auth(tmp_path) -> None:
                 model="demo/demo/gemma-3-270m", max_tokens=4,
                 messages=[{"role": "user", "content": "hi"}])
             assert chat.usage and chat.usage.completion_tokens >= 1
-        assert len(_eval_tokens(llama_log)) == 2  # that request reached the real model too
+        # that request reached the real model too (llama-server logs its timings as it frees
+        # the slot, which may come a moment after the answer: waited for, not raced)
+        deadline = time.monotonic() + 15
+        while len(_eval_tokens(llama_log)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(_eval_tokens(llama_log)) == 2, llama_log.read_text()[-2000:]
         stranger = token(mint.group(1).replace(" app ", " stranger "))
         with openai.OpenAI(base_url=base.group(1), api_key=stranger, max_retries=0) as client:
             assert list(client.models.list()) == []
@@ -464,7 +469,13 @@ def test_check_sends_no_test_message_after_a_refused_key() -> None:
         right = check(vllm.url, "--model", vllm.flavour.models[0], "--api-key-env", "KEY",
                       env={"KEY": "right-key"})
         assert right.exit_code == 0, right.output
-        assert [r.path for r in vllm.requests] == ["/v1/models", "/v1/chat/completions"]
+        paths = [r.path for r in vllm.requests]
+        assert paths[:2] == ["/v1/models", "/v1/chat/completions"]
+        assert sorted(paths[2:]) == [  # then the cheap probes of the other APIs
+            "/v1/completions", "/v1/embeddings", "/v1/messages", "/v1/messages/count_tokens",
+            "/v1/responses"]
+        assert "apis: chat/completions, completions, embeddings, responses, messages, " \
+               "messages/count_tokens" in right.output  # the dev server answers them all
 
 
 def test_check_refuses_an_empty_key_variable(server) -> None:

@@ -185,6 +185,8 @@ def check(url: str, api_key_env: str | None, model: str | None, static: tuple[st
             more = f" (and {len(assessment.models) - 20} more)" if len(assessment.models) > 20 \
                 else ""
             click.echo(f"models: {names}{more}")
+        if assessment.apis:
+            click.echo("apis: " + ", ".join(op.value for op in assessment.apis))
         ready = assessment.ready
         if ready.status == "True":
             click.secho(f"Ready: {ready.message}", fg="green", bold=True)
