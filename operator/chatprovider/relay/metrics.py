@@ -52,6 +52,17 @@ class RelayMetrics:
             "chatprovider_relay_provider_busy",
             "Requests refused (429) because the provider's concurrency limit was reached.",
             ["namespace", "provider"], registry=r)
+        self.ejections = Counter(
+            "chatprovider_relay_ejections",
+            "Providers taken out of routing by the relay's own observations (passive health).",
+            ["namespace", "provider", "reason"], registry=r)
+        self.returns = Counter(
+            "chatprovider_relay_returns",
+            "Ejected providers back in routing (reason: rechecked or probation_ended).",
+            ["namespace", "provider", "reason"], registry=r)
+        self.ejected = Gauge(
+            "chatprovider_relay_ejected_providers",
+            "Providers out of this relay's routing now (passive health).", registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
