@@ -5,19 +5,24 @@ annotation), and it returns when a re-check passes; each step is an Event and a 
 
 from __future__ import annotations
 
+import json
+import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
+import yaml
+from tests.integration.controller.conftest import Providers, wait_for
+from tests.integration.operator_stack import OperatorStack
 
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.relay import BareModelPolicy, RelaySettings
 from chatprovider.settings import AuthMode
 from chatprovider_tools.devserver import DevServer
-from tests.integration.controller.conftest import Providers, wait_for
-from tests.integration.operator_stack import OperatorStack
 
 MSG = [{"role": "user", "content": "hello"}]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -205,3 +210,62 @@ def _served_by(chat: openai.OpenAI, model: str) -> str | None:
     except openai.APIError:
         return None
     return raw.headers["X-ChatProvider"]
+
+
+MANIFESTS = Path(__file__).resolve().parents[3] / "manifests" / "admission-policy.yaml"
+RELAY_ACCOUNT = "system:serviceaccount:chatprovider-system:chatprovider-operator-relay"
+
+
+@pytest.fixture()
+def relay_patch_policy(kubectl) -> Iterator[str]:
+    """The chart's policy on the relay's patches (as manifests/ renders it, for the default
+    release), under a name of this test's own."""
+    name = f"relay-patches-{uuid.uuid4().hex[:8]}"
+    docs = [d for d in yaml.safe_load_all(MANIFESTS.read_text()) if d and d["metadata"][
+        "name"] == "chatprovider-operator-relay-patches"]
+    assert {d["kind"] for d in docs} == {"ValidatingAdmissionPolicy",
+                                         "ValidatingAdmissionPolicyBinding"}
+    for doc in docs:
+        doc["metadata"] = {"name": name}
+        if doc["kind"] == "ValidatingAdmissionPolicyBinding":
+            doc["spec"]["policyName"] = name
+    kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
+    yield name
+    kubectl("delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", name,
+            check=False)
+
+
+def test_the_relay_account_may_change_only_the_refresh_annotation(
+        relay_patch_policy, chatprovider_crd, kubectl, providers, namespace) -> None:
+    providers.create("p", {"endpoint": "http://127.0.0.1:9/v1"},
+                     annotations={"team": "a", REFRESH: "0"})
+    kubectl("create", "role", "relay", "-n", namespace, "--verb=get,patch",
+            "--resource=chatproviders.ai.chatprovider.dev")
+    kubectl("create", "rolebinding", "relay", "-n", namespace, "--role=relay",
+            "--serviceaccount=chatprovider-system:chatprovider-operator-relay")
+
+    def patch(body: dict[str, Any]) -> subprocess.CompletedProcess[str]:
+        return kubectl("patch", "chatprovider", "p", "-n", namespace, "--type=merge",
+                       "-p", json.dumps(body), f"--as={RELAY_ACCOUNT}", check=False)
+
+    spec = {"spec": {"endpoint": "http://attacker.example/v1"}}
+    refused = wait_for(lambda: (r := patch(spec)).returncode != 0 and r, interval=0.2,
+                       what="the policy in force")
+    assert "may only change the annotation ai.chatprovider.dev/refresh" in refused.stderr
+    for body in ({"metadata": {"labels": {"x": "y"}}},
+                 {"metadata": {"annotations": {"team": "b"}}},
+                 {"metadata": {"annotations": {"team": None}}},
+                 {"metadata": {"annotations": {"new": "1"}}},
+                 {"metadata": {"finalizers": ["x/y"]}}):
+        answer = patch(body)
+        assert answer.returncode != 0 and "may only change the annotation" in answer.stderr, \
+            (body, answer.stderr)
+    allowed = patch({"metadata": {"annotations": {REFRESH: "relay ejected: unauthorized"}}})
+    assert allowed.returncode == 0, allowed.stderr
+    stored = providers.get("p")
+    assert stored["metadata"]["annotations"] == {"team": "a",
+                                                 REFRESH: "relay ejected: unauthorized"}
+    assert stored["spec"]["endpoint"] == "http://127.0.0.1:9/v1"
+    # anyone else (here: the admin) is not bound by it
+    kubectl("patch", "chatprovider", "p", "-n", namespace, "--type=merge", "-p",
+            json.dumps({"metadata": {"labels": {"x": "y"}}}))
