@@ -248,11 +248,16 @@ def test_the_relay_account_may_change_only_the_refresh_annotation(
         return kubectl("patch", "chatprovider", "p", "-n", namespace, "--type=merge",
                        "-p", json.dumps(body), f"--as={RELAY_ACCOUNT}", check=False)
 
-    spec = {"spec": {"endpoint": "http://attacker.example/v1"}}
-    refused = wait_for(lambda: (r := patch(spec)).returncode != 0 and r, interval=0.2,
-                       what="the policy in force")
+    def refused_probe() -> subprocess.CompletedProcess[str] | None:
+        # a new value each time: a change let through before the policy is in force would
+        # make the same patch again a no-op
+        answer = patch({"metadata": {"labels": {"probe": uuid.uuid4().hex[:8]}}})
+        return answer if answer.returncode != 0 else None
+
+    refused = wait_for(refused_probe, interval=0.2, what="the policy in force")
     assert "may only change the annotation ai.chatprovider.dev/refresh" in refused.stderr
-    for body in ({"metadata": {"labels": {"x": "y"}}},
+    for body in ({"spec": {"endpoint": "http://attacker.example/v1"}},
+                 {"metadata": {"labels": {"x": "y"}}},
                  {"metadata": {"annotations": {"team": "b"}}},
                  {"metadata": {"annotations": {"team": None}}},
                  {"metadata": {"annotations": {"new": "1"}}},
@@ -263,6 +268,7 @@ def test_the_relay_account_may_change_only_the_refresh_annotation(
     allowed = patch({"metadata": {"annotations": {REFRESH: "relay ejected: unauthorized"}}})
     assert allowed.returncode == 0, allowed.stderr
     stored = providers.get("p")
+    assert "x" not in (stored["metadata"].get("labels") or {})
     assert stored["metadata"]["annotations"] == {"team": "a",
                                                  REFRESH: "relay ejected: unauthorized"}
     assert stored["spec"]["endpoint"] == "http://127.0.0.1:9/v1"
