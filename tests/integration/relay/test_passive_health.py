@@ -5,8 +5,10 @@ annotation), and it returns when a re-check passes; each step is an Event and a 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,12 +18,13 @@ from typing import Any
 import openai
 import pytest
 import yaml
-from tests.integration.controller.conftest import Providers, wait_for
+from tests.integration.controller.conftest import OperatorThread, Providers, wait_for
 from tests.integration.operator_stack import OperatorStack
 
 from chatprovider.domain.routing import ProviderRef
-from chatprovider.relay import BareModelPolicy, RelaySettings
-from chatprovider.settings import AuthMode
+from chatprovider.relay import BareModelPolicy, Relay, RelaySettings
+from chatprovider.relay.app import RelayApp
+from chatprovider.settings import AuthMode, OperatorSettings
 from chatprovider_tools.devserver import DevServer
 
 MSG = [{"role": "user", "content": "hello"}]
@@ -45,21 +48,78 @@ def stack(kubeconfig, chatprovider_crd, namespace) -> Iterator[OperatorStack]:
         yield running
 
 
+class SeparateRelay:
+    """``chatprovider relay`` (its own watch, registry and Kubernetes client) in a thread, next
+    to an operator without a relay: the signal crosses the API server."""
+
+    def __init__(self, kubeconfig: Path, namespace: str) -> None:
+        self.app = RelayApp(OperatorSettings(kubeconfig=str(kubeconfig), namespaces=(namespace,)),
+                            RelaySettings(port=0, auth_mode=AuthMode.NONE))
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._main, name="relay-app", daemon=True)
+
+    def _main(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            await self.app.run(self._stop)
+        asyncio.run(main())
+
+    def start(self) -> SeparateRelay:
+        self._thread.start()
+        wait_for(lambda: self.relay is not None and self.relay.is_ready(), what="the relay")
+        return self
+
+    def stop(self) -> None:
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the relay did not stop within 30 s"
+
+    @property
+    def relay(self) -> Relay | None:
+        return self.app.relay
+
+    @property
+    def relay_url(self) -> str:
+        assert self.relay is not None
+        return self.relay.url
+
+
+@pytest.fixture(params=["embedded", "separate"])
+def any_stack(request, kubeconfig, chatprovider_crd, namespace
+              ) -> Iterator[OperatorStack | SeparateRelay]:
+    """The relay embedded in the operator, or run apart from it (the chart's two modes)."""
+    if request.param == "embedded":
+        yield request.getfixturevalue("stack")
+        return
+    operator = OperatorThread(OperatorSettings(kubeconfig=str(kubeconfig),
+                                               namespaces=(namespace,), min_retry_seconds=1.0,
+                                               relay=False)).start()
+    relay = SeparateRelay(kubeconfig, namespace).start()
+    try:
+        yield relay
+    finally:
+        relay.stop()
+        operator.stop()
+
+
 def hourly(endpoint: str, **spec: Any) -> dict[str, Any]:
     """A provider checked once an hour: only a signal can make the operator look sooner."""
     return {"endpoint": endpoint, "discovery": {"interval": "1h"}, **spec}
 
 
-def client(stack: OperatorStack) -> openai.OpenAI:
+def client(stack: OperatorStack | SeparateRelay) -> openai.OpenAI:
     return openai.OpenAI(base_url=stack.relay_url, api_key="unused", max_retries=0, timeout=30)
 
 
-def out_of_routing(stack: OperatorStack) -> set[ProviderRef]:
+def out_of_routing(stack: OperatorStack | SeparateRelay) -> set[ProviderRef]:
     assert stack.relay is not None
     return set(stack.relay.ejections.out)
 
 
-def metric(stack: OperatorStack, name: str, **labels: str) -> float:
+def metric(stack: OperatorStack | SeparateRelay, name: str, **labels: str) -> float:
     assert stack.relay is not None
     value = stack.relay.metrics.registry.get_sample_value(name, labels)
     return 0.0 if value is None else value
@@ -70,7 +130,8 @@ def relay_events(providers: Providers, name: str, reason: str) -> list[dict[str,
 
 
 def test_a_revoked_key_is_out_of_routing_at_once_and_back_after_a_passing_recheck(
-        stack, providers, namespace) -> None:
+        any_stack, providers, namespace) -> None:
+    stack = any_stack
     with DevServer("vllm", api_keys={"key-one"}) as upstream:
         providers.put_secret("llm-key", {"apiKey": "key-one"})
         providers.create("vllm", hourly(upstream.url, apiKeySecretRef={
@@ -114,8 +175,9 @@ def test_a_revoked_key_is_out_of_routing_at_once_and_back_after_a_passing_rechec
         assert metric(stack, "chatprovider_relay_ejections_total", namespace=namespace,
                       provider="vllm", reason="unauthorized") == 1
         assert metric(stack, "chatprovider_relay_ejected_providers") == 1
-        print(f"\nrevoked key: out of routing {out_after * 1000:.0f} ms after the first 401,"
-              f" status Unauthorized after {unauthorized_after * 1000:.0f} ms")
+        print(f"\nrevoked key ({type(stack).__name__}): out of routing"
+              f" {out_after * 1000:.0f} ms after the first 401, status Unauthorized after"
+              f" {unauthorized_after * 1000:.0f} ms")
 
         upstream.set_api_keys({"key-one"})  # the key works again; the user asks for a check
         providers.patch("vllm", {"metadata": {"annotations": {REFRESH: "key restored"}}})
