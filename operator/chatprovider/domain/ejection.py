@@ -78,8 +78,8 @@ _DESCRIPTIONS = {
     EjectionReason.CONNECT_TIMEOUT: "connecting to the provider timed out",
     EjectionReason.CONNECT_FAILED: "the relay could not connect to the provider",
     EjectionReason.TLS_ERROR: "TLS with the provider failed",
-    EjectionReason.UNAUTHORIZED: "the provider answered 401 to the provider's API key",
-    EjectionReason.FORBIDDEN: "the provider answered 403 to the provider's API key",
+    EjectionReason.UNAUTHORIZED: "the upstream answered 401 to the provider's API key",
+    EjectionReason.FORBIDDEN: "the upstream answered 403 to the provider's API key",
     EjectionReason.CONSECUTIVE_FAILURES: "consecutive server errors, timeouts or cut "
                                          "connections",
 }

@@ -58,11 +58,11 @@ class Ejections:
         """One attempt to ``key`` got the upstream HTTP ``status`` (None: no answer) and ended
         with ``failure`` (a failure kind or error code; None: none)."""
         seen = observation_of(status, failure)
-        if seen is None or self._closed:
-            return
         view = self._registry.get(key)
+        if seen is None or view is None or self._closed:  # None: deleted during the request
+            return
         ejection = self._book.record(key, seen, self._clock(), _checked(view))
-        if ejection is not None and view is not None:
+        if ejection is not None:
             self._eject(view, ejection)
 
     def _eject(self, view: ProviderView, ejection: Ejection) -> None:
@@ -101,9 +101,13 @@ class Ejections:
             self._return(view, ReturnReason.RECHECKED)
 
     def _probation_over(self, key: ProviderRef) -> None:
+        """This key's probation timer: the loop's clock decides (it may run a little behind
+        ``clock``), so the book is asked as of the ejection's end."""
         self._timers.pop(key, None)
-        view = self._registry.get(key)
-        if view is not None and self._book.expired(self._clock(), (key,) if view.ready else ()):
+        view, ejection = self._registry.get(key), self._book.ejected(key)
+        if view is None or ejection is None:
+            return
+        if self._book.expired(ejection.until, (key,) if view.ready else ()):
             self._return(view, ReturnReason.PROBATION_ENDED)
 
     def _return(self, view: ProviderView, why: ReturnReason) -> None:

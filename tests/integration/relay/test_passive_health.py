@@ -15,17 +15,21 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import openai
 import pytest
 import yaml
 from tests.integration.controller.conftest import OperatorThread, Providers, wait_for
 from tests.integration.operator_stack import OperatorStack
 
+from chatprovider.domain.ejection import EjectionPolicy
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.relay import BareModelPolicy, Relay, RelaySettings
 from chatprovider.relay.app import RelayApp
 from chatprovider.settings import AuthMode, OperatorSettings
 from chatprovider_tools.devserver import DevServer
+
+from .conftest import provider_body
 
 MSG = [{"role": "user", "content": "hello"}]
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
@@ -337,3 +341,32 @@ def test_the_relay_account_may_change_only_the_refresh_annotation(
     # anyone else (here: the admin) is not bound by it
     kubectl("patch", "chatprovider", "p", "-n", namespace, "--type=merge", "-p",
             json.dumps({"metadata": {"labels": {"x": "y"}}}))
+
+
+def test_without_an_operator_the_probation_brings_a_provider_back(relay_factory) -> None:
+    """A relay with no Kubernetes client (nobody to ask for a re-check, no Events) still ejects;
+    the provider returns when its probation ends. The 503 is in each route's own envelope."""
+    relay = relay_factory(ejection_policy=EjectionPolicy(probation=1.0))
+    server = DevServer("vllm").start()
+    port = server.port
+    server.stop()
+    relay.add(provider_body("team-a", "vllm", f"http://127.0.0.1:{port}/v1", [LLAMA]))
+    model = f"team-a/vllm/{LLAMA}"
+    chat = relay.client()
+    with pytest.raises(openai.APIStatusError) as refused:
+        chat.chat.completions.create(model=model, messages=MSG)
+    assert refused.value.code == "connection_refused"
+    with pytest.raises(openai.APIStatusError) as out:
+        chat.chat.completions.create(model=model, messages=MSG)
+    assert out.value.status_code == 503 and out.value.code == "provider_unavailable"
+    messages = httpx.post(f"{relay.base}/v1/messages", json={
+        "model": model, "max_tokens": 8, "messages": MSG}, timeout=10)
+    assert messages.status_code == 503
+    assert messages.json()["error"]["type"] == "overloaded_error"
+    assert "out of routing" in messages.json()["error"]["message"]
+    with DevServer("vllm", port=port):
+        wait_for(lambda: relay.metric("chatprovider_relay_returns_total", namespace="team-a",
+                                      provider="vllm", reason="probation_ended") == 1,
+                 what="the end of the probation")
+        assert chat.chat.completions.create(model=model, messages=MSG).choices
+    assert relay.metric("chatprovider_relay_ejected_providers") == 0
