@@ -194,15 +194,15 @@ class EjectionBook:
     def record(self, key: ProviderRef, seen: Observation, now: float, checked: Hashable
                ) -> Ejection | None:
         """Record one observation; the new :class:`Ejection` when it ejects the provider."""
-        health = self._health.setdefault(key, _Health())
-        if health.ejection is not None:
+        health = self._health.get(key)
+        if health is not None and health.ejection is not None:
             return None  # already out (a request that was under way when it was ejected)
-        if seen.success:
-            health.failures = 0
-            health.streak = 0
-            if health == _Health():
+        if seen.success:  # ends the run of failures, and the streak of ejections
+            if health is not None:
                 del self._health[key]
             return None
+        if health is None:
+            health = self._health[key] = _Health()
         if now - health.last_failure > self.policy.failure_window:
             health.failures = 0
         health.failures += 1
