@@ -6,7 +6,7 @@ hot path, so reads are plain dictionary look-ups with no locking (single event l
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -101,15 +101,27 @@ class Registry:
 
     def __init__(self) -> None:
         self._views: dict[ProviderRef, ProviderView] = {}
+        self._listeners: list[Callable[[ProviderRef], None]] = []
         self.version = 0
+
+    def listen(self, listener: Callable[[ProviderRef], None]) -> None:
+        """Call ``listener(ref)`` after every change of a provider (upserted or removed), in
+        the loop that changes the registry; it must not block."""
+        self._listeners.append(listener)
 
     def upsert(self, view: ProviderView) -> None:
         self._views[view.ref] = view
         self.version += 1
+        self._notify(view.ref)
 
     def remove(self, ref: ProviderRef) -> None:
         if self._views.pop(ref, None) is not None:
             self.version += 1
+            self._notify(ref)
+
+    def _notify(self, ref: ProviderRef) -> None:
+        for listener in self._listeners:
+            listener(ref)
 
     def get(self, ref: ProviderRef) -> ProviderView | None:
         return self._views.get(ref)

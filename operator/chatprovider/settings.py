@@ -26,6 +26,7 @@ from chatprovider.domain.egress import EgressPolicy
 __all__ = [
     "DEFAULT_TOKEN_AUDIENCE",
     "DEMO_RELAY_PORT",
+    "REFRESH_ANNOTATION",
     "RELAY_ALONE_PORT",
     "RUN_RELAY_PORT",
     "AuthMode",
@@ -45,6 +46,9 @@ DEFAULT_TOKEN_AUDIENCE = "chatprovider-relay"
 #: The relay's port: embedded in ``chatprovider run`` (the chart's), alone in ``chatprovider
 #: relay``, and in the demo ``chatprovider up``; distinct, so that they can run side by side.
 RUN_RELAY_PORT, RELAY_ALONE_PORT, DEMO_RELAY_PORT = 8080, 8090, 8180
+#: The annotation whose new value makes the operator re-check a provider at once (the default of
+#: ``refresh_annotation``).
+REFRESH_ANNOTATION = "ai.chatprovider.dev/refresh"
 _RUN = ("run",)
 _BOTH = ("run", "relay")
 
@@ -213,9 +217,11 @@ class OperatorSettings(_Settings):
     """First back-off after a failure that may pass by itself; doubles up to the interval."""
     probe_body_limit: int = setting(4 * 1024 * 1024, chart="operator.probeBodyLimitBytes", gt=0)
     """Largest models or test-message answer read, in bytes."""
-    refresh_annotation: str = setting("ai.chatprovider.dev/refresh",
+    refresh_annotation: str = setting(REFRESH_ANNOTATION, commands=_BOTH,
                                       chart="operator.refreshAnnotation", min_length=1)
-    """Changing this annotation's value on a ChatProvider forces an immediate re-check."""
+    """Changing this annotation's value on a ChatProvider forces an immediate re-check (and a
+    write of ``status.lastCheck``); the relay changes it to have a provider it took out of
+    routing re-checked (passive health)."""
     status_heartbeat: float = setting(3600.0, chart="operator.statusHeartbeatSeconds", ge=0)
     """An unchanged status is written again (``lastCheck``) when it is older than this, so that
     ``lastCheck.time`` is at most this old; 0: only changes are written. A re-check that

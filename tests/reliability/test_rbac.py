@@ -60,7 +60,10 @@ MATRIX = [
     ("relay", "create", "tokenreviews", "authentication.k8s.io", "", False, True),
     ("relay", "create", "subjectaccessreviews", "authorization.k8s.io", "", False, True),
     ("relay", "patch", "chatproviders", CP, "status", True, False),
-    ("relay", "create", "events", "", "", True, False),
+    # passive health: the refresh annotation (the admission policy allows nothing else), Events
+    ("relay", "patch", "chatproviders", CP, "", True, True),
+    ("relay", "create", "events", "", "", True, True),
+    ("relay", "update", "chatproviders", CP, "", True, False),
     ("relay", "create", "secrets", "", "", True, False),
     ("relay", "use", "chatproviders", CP, "", True, False),
     ("relay", "delete", "chatproviders", CP, "", True, False),
@@ -81,8 +84,8 @@ def test_service_account_permission_matrix(secured_cluster, figure) -> None:
     allowed = sum(1 for row in MATRIX if row[-1])
     figure("RBAC of the chart's ServiceAccounts (SubjectAccessReview, real API server)",
            f"{len(MATRIX)} checks as expected: {allowed} allowed, {len(MATRIX) - allowed} "
-           "denied (no spec writes, no Secret writes, no pods, no 'use', reviews only for the "
-           "relay)")
+           "denied (no spec writes, no Secret writes, no pods, no 'use', reviews and the refresh "
+           "annotation only for the relay)")
 
 
 def _forged_token() -> str:

@@ -235,7 +235,8 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
         settings = OperatorSettings(kubeconfig=str(plane.kubeconfig), min_retry_seconds=1.0,
                                     health_port=0)
         relay = embedded_relay(RelaySettings(host="127.0.0.1", port=port, auth_mode=auth,
-                                             playground=playground))
+                                             playground=playground),
+                               settings.refresh_annotation)
         app = OperatorApp(settings, relay=relay)
         demo = _Demo(kubectl, plane, endpoint, key, server_type, relay_url, auth, once,
                      playground, ready_timeout)

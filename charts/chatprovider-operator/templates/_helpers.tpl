@@ -152,15 +152,32 @@ app.kubernetes.io/component: {{ index . 1 }}
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
+{{- if eq .Values.relay.mode "embedded" }}
+{{ include "chatprovider.passiveHealthRules" . }}
+{{- end }}
 {{ include "chatprovider.referencedObjectRules" . }}
 {{- end }}
 
-{{/* The standalone relay: read providers and the objects they reference, nothing else. */}}
+{{/* The standalone relay: read providers and the objects they reference; passive health. */}}
 {{- define "chatprovider.relayRules" -}}
 - apiGroups: ["ai.chatprovider.dev"]
   resources: ["chatproviders"]
   verbs: ["get", "list", "watch"]
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create"]
+{{ include "chatprovider.passiveHealthRules" . }}
 {{ include "chatprovider.referencedObjectRules" . }}
+{{- end }}
+
+{{/* Passive health (docs/relay.md): a relay that takes a provider out of routing asks the
+     operator to re-check it by changing the refresh annotation, a merge patch of
+     metadata.annotations only; the admission policy lets the relay's account change nothing
+     else (templates/admission-policy.yaml). */}}
+{{- define "chatprovider.passiveHealthRules" -}}
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatproviders"]
+  verbs: ["patch"]
 {{- end }}
 
 {{- define "chatprovider.referencedObjectRules" -}}

@@ -128,6 +128,8 @@
   value: {{ .Values.watch.clientTimeoutSeconds | toString | quote }}
 - name: CHATPROVIDER_WATCH_INACTIVITY_TIMEOUT
   value: {{ .Values.watch.inactivityTimeoutSeconds | toString | quote }}
+- name: CHATPROVIDER_REFRESH_ANNOTATION
+  value: {{ .Values.operator.refreshAnnotation | quote }}
 - name: CHATPROVIDER_RELAY_HOST
   value: {{ .Values.relay.host | quote }}
 - name: CHATPROVIDER_RELAY_PORT

@@ -32,13 +32,15 @@ __all__ = ["embedded_relay", "relay", "run", "serve"]
 log = logging.getLogger(__name__)
 
 
-def embedded_relay(settings: RelaySettings) -> RelayStarter:
-    """A starter that runs the relay inside the operator's event loop."""
+def embedded_relay(settings: RelaySettings, refresh_annotation: str) -> RelayStarter:
+    """A starter that runs the relay inside the operator's event loop (asking for re-checks
+    with the operator's ``refresh_annotation``)."""
 
     async def start(registry: Registry, objects: ReferencedObjects, transports: Transports,
                     kube: KubeClient, ready: Callable[[], bool]
                     ) -> Callable[[], Awaitable[None]]:
-        server = Relay(settings, registry, objects, transports, kube, ready=ready)
+        server = Relay(settings, registry, objects, transports, kube, ready=ready,
+                       refresh_annotation=refresh_annotation)
         await server.start()
         log.info("relay listening on %s", server.url)
         return server.stop
@@ -79,7 +81,8 @@ def run(**options: Any) -> None:
     if settings.relay:
         ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     ensure_free("0.0.0.0", settings.health_port, "--health-port")
-    starter = embedded_relay(relay_settings) if settings.relay else None
+    starter = embedded_relay(relay_settings, settings.refresh_annotation) if settings.relay \
+        else None
     app = OperatorApp(settings, relay=starter, secret_values=secret_values)
     with explain_bind_errors("--relay-port", "--health-port"):
         serve(app.run, settings.event_loop)

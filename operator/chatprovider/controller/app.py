@@ -11,10 +11,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 from collections.abc import Awaitable, Callable
 
-from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.quota_status import QuotaStatusWriter
 from chatprovider.controller.reconciler import Reconciler
@@ -23,6 +21,7 @@ from chatprovider.counters import CounterStore, RedisCounterStore, open_store
 from chatprovider.domain.egress import EgressPolicy
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
+from chatprovider.kube.events import EventRecorder, identity
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
 from chatprovider.logs import SecretValues
 from chatprovider.registry import ObjectRef, Registry
@@ -30,7 +29,7 @@ from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
 from chatprovider.watch import ProviderWatch
 
-__all__ = ["OperatorApp", "RelayStarter", "identity", "lease_namespace"]
+__all__ = ["OperatorApp", "RelayStarter", "lease_namespace"]
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +37,6 @@ log = logging.getLogger(__name__)
 #: whether the providers have been listed and their Secrets read.
 RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool]],
                         Awaitable[Callable[[], Awaitable[None]]]]
-
-
-def identity() -> str:
-    """This replica's name in the Lease: the pod's name when the chart sets ``POD_ID``."""
-    return os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def lease_namespace(settings: OperatorSettings) -> str:

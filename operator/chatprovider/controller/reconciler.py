@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.prober import ProbeRequest, endpoint_of, probe
 from chatprovider.controller.references import resolve_references
 from chatprovider.controller.status import StatusApplier
@@ -34,6 +33,7 @@ from chatprovider.domain.probe import Retry, assess
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.domain.status import StatusInputs, build_status, needs_write, transitions
 from chatprovider.feed import Feed
+from chatprovider.kube.events import EventRecorder
 from chatprovider.kube.objects import ObjectSnapshot
 from chatprovider.registry import ObjectRef, ProviderView, ref_of
 from chatprovider.settings import OperatorSettings
@@ -69,6 +69,7 @@ class Reconciler:
         self._wall = wall_clock
         self._failures: dict[ProviderRef, int] = {}
         self._refresh_seen: dict[ProviderRef, str | None] = {}
+        self._refreshed: set[ProviderRef] = set()  # asked for: the next check writes lastCheck
         self.stats = {"checks": 0, "writes": 0, "events": 0}
 
     # -- inputs -------------------------------------------------------------------------------
@@ -87,6 +88,8 @@ class Reconciler:
         elif (old is not None and old.generation != view.generation) or \
                 refresh != self._refresh_seen[ref]:
             log.debug("%s changed (spec or refresh annotation): checking now", ref)
+            if refresh != self._refresh_seen[ref]:
+                self._refreshed.add(ref)
             self._refresh_seen[ref] = refresh
             self._failures.pop(ref, None)
             self.queue.add(ref)
@@ -103,6 +106,7 @@ class Reconciler:
         self.queue.forget(ref)
         self._failures.pop(ref, None)
         self._refresh_seen.pop(ref, None)
+        self._refreshed.discard(ref)
 
     def _first_delay(self, view: ProviderView) -> float:
         status = view.status
@@ -159,6 +163,10 @@ class Reconciler:
         if view is None:
             return None
         self.stats["checks"] += 1
+        # A refresh asked for is answered with a write even when nothing changed: who asked
+        # (a user, the relay's passive health) sees lastCheck move.
+        refreshed = ref in self._refreshed
+        self._refreshed.discard(ref)
         started = time.monotonic()
         resolved = await resolve_references(view, self.objects)
         found = endpoint_of(view.spec)
@@ -180,7 +188,8 @@ class Reconciler:
         current = self.registry.get(ref)
         if current is None or current.uid != view.uid:
             return None  # deleted (or replaced) during the check: its result is void
-        if needs_write(view.status, new, heartbeat=self.settings.status_heartbeat, now=now):
+        if refreshed or needs_write(view.status, new, heartbeat=self.settings.status_heartbeat,
+                                    now=now):
             if not await self.applier.apply(view, new):
                 return None
             self.stats["writes"] += 1

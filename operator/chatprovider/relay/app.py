@@ -51,7 +51,7 @@ class RelayApp:
         watch = ProviderWatch(s, config, kube, objects, observe,
                               liveness=lambda: len(self.registry))
         self.relay = Relay(self.relay_settings, self.registry, objects, transports, kube,
-                           ready=watch.synced)
+                           ready=watch.synced, refresh_annotation=s.refresh_annotation)
         await self.relay.start()
         watch_stop = asyncio.Event()
 

@@ -29,6 +29,8 @@ class Exchange:
     failure: str | None = None
     """The kind of upstream failure, if any (also for a stream ended by an error event)."""
     attempts: int = 0
+    upstream_status: int | None = None
+    """The HTTP status the upstream answered to the current attempt (None: no answer yet)."""
     response_id: str | None = None
     """The id of the Responses answer relayed (remembered for ``previous_response_id``)."""
     completed: bool = False
@@ -39,6 +41,7 @@ class Exchange:
     def routed(self, namespace: str, provider: str, model: str) -> None:
         self.namespace, self.provider, self.model = namespace, provider, model
         self.failure = None
+        self.upstream_status = None
         self.attempts += 1
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from chatprovider.domain import routing
 from chatprovider.domain.apis import Operation, offers
+from chatprovider.domain.ejection import routable
 from chatprovider.domain.headers import caller_authorization, upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
@@ -17,6 +18,7 @@ from chatprovider.domain.routing import PROVIDER_HEADER, Catalog, ProviderRef, R
 from chatprovider.relay.answer import relay_answer
 from chatprovider.relay.auth import Access, Caller
 from chatprovider.relay.catalog import CatalogCache
+from chatprovider.relay.ejections import Ejections
 from chatprovider.relay.exchange import Exchange, exchange_of
 from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.guard import StreamGuard
@@ -38,7 +40,7 @@ class Handlers:
 
     def __init__(self, settings: RelaySettings, catalog: CatalogCache, access: Access,
                  targets: Targets, forwarder: Forwarder, metrics: RelayMetrics,
-                 ready: Callable[[], bool]) -> None:
+                 ready: Callable[[], bool], ejections: Ejections) -> None:
         self._settings = settings
         self._catalog = catalog
         self._access = access
@@ -50,6 +52,7 @@ class Handlers:
             on_busy=lambda k: metrics.busy.labels(k.namespace, k.name).inc())
         self._ready = ready
         self._origins = ResponseOrigins()
+        self._ejections = ejections
 
     # -- service routes -----------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -101,9 +104,11 @@ class Handlers:
             origin = self._origins.provider_of(body.members.get("previous_response_id"))
             pin = routing.continuation_pin(body.model, self._catalog.current(), pin, origin)
         routes = self._offering(await self._route(request, caller, body.model, pin), operation)
+        routes = _routable(routes, self._ejections.out)
         exchange.stream = body.stream and operation.streams
         failure: UpstreamFailure | None = None
         for index, chosen in enumerate(routes):
+            attempts = exchange.attempts
             try:
                 return await self._attempt(request, exchange, chosen, body, operation)
             except UpstreamFailure as exc:
@@ -115,6 +120,10 @@ class Handlers:
                 log.info("provider %s failed before the request was sent (%s); trying %s",
                          chosen.provider, exc.kind.value, routes[index + 1].provider)
                 failure = exc
+            finally:
+                if exchange.attempts > attempts:  # it reached the forwarding step: health
+                    self._ejections.observe(chosen.provider, exchange.upstream_status,
+                                            exchange.failure)
         raise failure or OpenAIError(503, "no provider could take the request")
 
     async def _attempt(self, request: web.Request, exchange: Exchange, chosen: Route,
@@ -132,6 +141,7 @@ class Handlers:
             in_flight.inc()
             try:
                 resp = await self._forwarder.open(target, body.with_model(chosen.model), headers)
+                exchange.upstream_status = resp.status
                 ok = False
                 try:
                     response = await self._respond(request, resp, target, exchange, key,
@@ -222,6 +232,13 @@ def _credentials(request: web.Request) -> str | None:
 def _model_object(chosen: Route) -> dict[str, object]:
     return {"id": chosen.qualified, "object": "model", "created": 0,
             "owned_by": str(chosen.provider), "upstream_id": chosen.model}
+
+
+def _routable(routes: tuple[Route, ...], out: set[ProviderRef]) -> tuple[Route, ...]:
+    try:
+        return routable(routes, out)
+    except routing.RoutingError as exc:
+        raise from_routing(exc) from None
 
 
 def _parse_pin(header: str) -> ProviderRef:

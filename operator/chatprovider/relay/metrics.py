@@ -62,6 +62,17 @@ class RelayMetrics:
             "chatprovider_relay_provider_busy",
             "Requests refused (429) because the provider's concurrency limit was reached.",
             ["namespace", "provider"], registry=r)
+        self.ejections = Counter(
+            "chatprovider_relay_ejections",
+            "Providers taken out of routing by the relay's own observations (passive health).",
+            ["namespace", "provider", "reason"], registry=r)
+        self.returns = Counter(
+            "chatprovider_relay_returns",
+            "Ejected providers back in routing (reason: rechecked or probation_ended).",
+            ["namespace", "provider", "reason"], registry=r)
+        self.ejected = Gauge(
+            "chatprovider_relay_ejected_providers",
+            "Providers out of this relay's routing now (passive health).", registry=r)
 
         self.caller_requests = Counter(
             "chatprovider_relay_caller_requests",

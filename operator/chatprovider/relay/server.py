@@ -20,19 +20,23 @@ from collections.abc import Callable
 from aiohttp import web
 
 from chatprovider.domain.apis import Operation
+from chatprovider.domain.ejection import EjectionPolicy
 from chatprovider.kube.client import KubeClient
+from chatprovider.kube.events import RELAY_COMPONENT, EventRecorder, identity
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import Registry
 from chatprovider.relay.auth import Access, KubernetesAccess, OpenAccess
 from chatprovider.relay.catalog import CatalogCache
+from chatprovider.relay.ejections import Ejections
 from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.handlers import Handlers
 from chatprovider.relay.metrics import RelayMetrics
 from chatprovider.relay.middleware import error_middleware
 from chatprovider.relay.openapi import openapi_document
 from chatprovider.relay.playground import mount_playground
+from chatprovider.relay.recheck import RecheckSignal
 from chatprovider.relay.target import Targets
-from chatprovider.settings import AuthMode, RelaySettings
+from chatprovider.settings import REFRESH_ANNOTATION, AuthMode, RelaySettings
 from chatprovider.upstream.transport import Transports
 
 __all__ = ["Relay"]
@@ -52,12 +56,25 @@ class Relay:
         kube_client: KubeClient | None = None,
         *,
         ready: Callable[[], bool] | None = None,
+        refresh_annotation: str = REFRESH_ANNOTATION,
+        ejection_policy: EjectionPolicy | None = None,
     ) -> None:
         """``kube_client`` is required in ``kubernetes`` auth mode (TokenReview and
-        SubjectAccessReview go through it). ``ready``, if given, is also consulted by
-        ``/readyz`` (for example: the watch feed has listed the providers once)."""
+        SubjectAccessReview go through it); with it, passive health also asks the operator to
+        re-check an ejected provider (by changing its ``refresh_annotation``, the operator's
+        setting of that name) and posts Events. ``ready``, if given, is also consulted by
+        ``/readyz`` (for example: the watch feed has listed the providers once).
+        ``ejection_policy``: the numbers of passive health (the defaults of
+        :class:`~chatprovider.domain.ejection.EjectionPolicy` otherwise)."""
         self.settings = settings
         self.metrics = RelayMetrics(settings.caller_limit)
+        policy = ejection_policy or EjectionPolicy()
+        self.ejections = Ejections(
+            registry, self.metrics, policy=policy,
+            signal=None if kube_client is None else RecheckSignal(
+                kube_client, refresh_annotation, policy.signal_interval),
+            events=None if kube_client is None else EventRecorder(
+                kube_client, identity(), component=RELAY_COMPONENT))
         access: Access
         if settings.auth_mode is AuthMode.KUBERNETES:
             if kube_client is None:
@@ -71,7 +88,7 @@ class Relay:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         handlers = Handlers(settings, CatalogCache(registry), access, Targets(objects),
-                            Forwarder(transports), self.metrics, self.is_ready)
+                            Forwarder(transports), self.metrics, self.is_ready, self.ejections)
         self.app = _build_app(settings, handlers, self.metrics)
         if settings.playground:
             mount_playground(self.app, registry, access)
@@ -132,6 +149,7 @@ class Relay:
             return
         self._draining = True
         await runner.cleanup()
+        await self.ejections.close()
         self._started = False
         log.info("relay stopped")
 

@@ -242,13 +242,17 @@ CRD_WATCH = {("apiextensions.k8s.io", "customresourcedefinitions", v, ()) for v 
              ("list", "watch")}
 OBJECTS = {("", r, v, ()) for r in ("secrets", "configmaps") for v in ("get", "list", "watch")}
 PROVIDERS = {(CP, "chatproviders", v, ()) for v in ("get", "list", "watch")}
+PASSIVE_HEALTH = {(CP, "chatproviders", "patch", ())}  # the refresh annotation (docs/relay.md)
 
 
 def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
     objects = render({"relay": {"mode": "embedded"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator")
-    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH | {
+    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | {
         (CP, "chatproviders/status", "patch", ()), ("", "events", "create", ())}
+    separate = one(render({"relay": {"mode": "separate"}}), "ClusterRole",
+                   "cpo-chatprovider-operator")
+    assert (CP, "chatproviders", "patch", ()) not in _rules(separate)  # its relay patches
     delegator = one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-auth-delegator")
     assert delegator["roleRef"]["name"] == "system:auth-delegator"
     assert delegator["subjects"] == [{"kind": "ServiceAccount", "name":
@@ -260,11 +264,29 @@ def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
         assert "cpo-chatprovider-operator-auth-delegator" not in names, values
 
 
-def test_relay_rbac_reads_only(render) -> None:
+def test_relay_rbac_reads_and_asks_for_rechecks(render) -> None:
     objects = render({"relay": {"mode": "separate"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator-relay")
-    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH
+    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | {
+        ("", "events", "create", ())}
     one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-relay-auth-delegator")
+
+
+@pytest.mark.parametrize(("mode", "account"), [("separate", "cpo-chatprovider-operator-relay"),
+                                               ("embedded", "cpo-chatprovider-operator")])
+def test_the_account_that_runs_the_relay_may_change_only_the_refresh_annotation(
+        render, mode, account) -> None:
+    objects = render({"relay": {"mode": mode}})
+    policy = one(objects, "ValidatingAdmissionPolicy", "cpo-chatprovider-operator-relay-patches")
+    condition = policy["spec"]["matchConditions"][0]["expression"]
+    assert f"'system:serviceaccount:chatprovider-system:{account}'" in condition
+    assert policy["spec"]["variables"][0]["expression"] == "'ai.chatprovider.dev/refresh'"
+    binding = one(objects, "ValidatingAdmissionPolicyBinding",
+                  "cpo-chatprovider-operator-relay-patches")
+    assert binding["spec"]["validationActions"] == ["Deny"]
+    names = {p["metadata"]["name"] for p in find(render({"relay": {"mode": "none"}}),
+                                                 "ValidatingAdmissionPolicy")}
+    assert "cpo-chatprovider-operator-relay-patches" not in names
 
 
 def test_namespaced_rbac_grants_nothing_cluster_wide_but_discovery_and_reviews(render) -> None:

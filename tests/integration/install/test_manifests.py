@@ -48,7 +48,9 @@ def test_the_api_server_accepts_the_kustomization(kubectl, k8s, chatprovider_crd
                             *["ServiceAccount"] * 2, *["ClusterRole"] * 5,
                             *["ClusterRoleBinding"] * 3, "Role", "RoleBinding", "Service",
                             *["Deployment"] * 2, *["PodDisruptionBudget"] * 2,
-                            "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"])
+                            # the references policy; the relay's patches (passive health)
+                            *["ValidatingAdmissionPolicy"] * 2,
+                            *["ValidatingAdmissionPolicyBinding"] * 2])
     # a server-side dry run cannot create the namespace its objects go into: create it first
     try:
         k8s_client.CoreV1Api(k8s).create_namespace({"metadata": {

@@ -19,6 +19,7 @@ from kubernetes import client as k8s_client
 from chatprovider.api.v1alpha1 import ChatProviderStatus
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.egress import EgressPolicy
+from chatprovider.domain.ejection import EjectionPolicy
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.registry import ProviderView, Registry, view_from_body
@@ -55,8 +56,10 @@ class RelayThread:
     """Runs a Relay (and its registry, objects and transports) in a thread's event loop."""
 
     def __init__(self, settings: RelaySettings, kubeconfig: Path,
-                 egress: EgressPolicy | None = None) -> None:
+                 egress: EgressPolicy | None = None,
+                 ejection_policy: EjectionPolicy | None = None) -> None:
         self.settings = settings
+        self._ejection_policy = ejection_policy
         self.registry = Registry()
         self._kubeconfig = kubeconfig
         self._egress = egress or EgressPolicy()
@@ -81,7 +84,8 @@ class RelayThread:
             self.objects = ReferencedObjects(self.kube)
             self.transports = Transports(self._egress)
             kube = self.kube if self.settings.auth_mode is AuthMode.KUBERNETES else None
-            relay = Relay(self.settings, self.registry, self.objects, self.transports, kube)
+            relay = Relay(self.settings, self.registry, self.objects, self.transports, kube,
+                          ejection_policy=self._ejection_policy)
             await relay.start()
             return relay
 
@@ -149,10 +153,12 @@ class RelayThread:
 def relay_factory(kubeconfig: Path) -> Iterator[Callable[..., RelayThread]]:
     started: list[RelayThread] = []
 
-    def make(egress: EgressPolicy | None = None, **settings: Any) -> RelayThread:
+    def make(egress: EgressPolicy | None = None, ejection_policy: EjectionPolicy | None = None,
+             **settings: Any) -> RelayThread:
         settings.setdefault("port", 0)
         settings.setdefault("auth_mode", AuthMode.NONE)
-        thread = RelayThread(RelaySettings(**settings), kubeconfig, egress).start()
+        thread = RelayThread(RelaySettings(**settings), kubeconfig, egress,
+                             ejection_policy).start()
         started.append(thread)
         return thread
 

@@ -11,6 +11,7 @@ import httpx
 import trustme
 from kubernetes import client as k8s_client
 
+from chatprovider.domain.ejection import EjectionPolicy
 from chatprovider_tools.devserver import DevServer
 
 from .conftest import provider_body, wait_until
@@ -30,7 +31,10 @@ def _chat(relay, model: str) -> httpx.Response:
                       timeout=30)
 
 
-def test_private_ca_from_a_config_map_and_its_rotation(relay, k8s, namespace) -> None:
+def test_private_ca_from_a_config_map_and_its_rotation(relay_factory, k8s, namespace) -> None:
+    # The TLS failure after the upstream's new certificate ejects the provider (passive
+    # health); with no operator here to re-check it, it returns after its probation: short.
+    relay = relay_factory(ejection_policy=EjectionPolicy(probation=0.5))
     core = k8s_client.CoreV1Api(k8s)
     old_ca, new_ca = trustme.CA(), trustme.CA()
     core.create_namespaced_config_map(namespace, {

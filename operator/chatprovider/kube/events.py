@@ -1,10 +1,13 @@
-"""Posting Kubernetes Events about a ChatProvider (core/v1, as kubectl describe shows them)."""
+"""Posting Kubernetes Events about a ChatProvider (core/v1, as kubectl describe shows them): the
+operator's (status transitions) and the relay's (passive health), each as its own component."""
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import secrets
+import socket
 from collections.abc import Callable
 
 from chatprovider.api.v1alpha1 import GROUP, KIND, VERSION
@@ -12,19 +15,29 @@ from chatprovider.domain.status import EventSpec
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.registry import ProviderView
 
-__all__ = ["EventRecorder"]
+__all__ = ["OPERATOR_COMPONENT", "RELAY_COMPONENT", "EventRecorder", "identity"]
 
 log = logging.getLogger(__name__)
-COMPONENT = "chatprovider-operator"
+OPERATOR_COMPONENT = "chatprovider-operator"
+RELAY_COMPONENT = "chatprovider-relay"
+
+
+def identity() -> str:
+    """This replica's name (in the Lease, and as the Events' ``reportingInstance``): the pod's
+    name when the chart sets ``POD_ID``."""
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 class EventRecorder:
-    """Posts Events as ``instance``; ``may_post`` (the leader election) is asked first."""
+    """Posts Events as ``instance`` of ``component``; ``may_post`` (the leader election) is
+    asked first."""
 
     def __init__(self, client: KubeClient, instance: str, *,
+                 component: str = OPERATOR_COMPONENT,
                  may_post: Callable[[], bool] = lambda: True) -> None:
         self._client = client
         self._instance = instance
+        self._component = component
         self._may_post = may_post
 
     async def post(self, view: ProviderView, event: EventSpec) -> None:
@@ -43,8 +56,8 @@ class EventRecorder:
             "type": event.type,
             "reason": event.reason,
             "message": event.message[:1024],
-            "source": {"component": COMPONENT},
-            "reportingComponent": COMPONENT,
+            "source": {"component": self._component},
+            "reportingComponent": self._component,
             "reportingInstance": self._instance,
             "firstTimestamp": now,
             "lastTimestamp": now,
