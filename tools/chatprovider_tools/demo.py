@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import httpx
 
-from chatprovider.api.crd import render
+from chatprovider.api.crd import CHAT_QUOTA, render
 from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.cli.run import embedded_relay, serve
@@ -202,10 +202,11 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
               (f" and the chart's user ClusterRoles ({USER_ROLE}, ...)"
                if auth is AuthMode.KUBERNETES else ""))
         kubectl("apply", "--server-side", "-f", "-", input=render())
+        kubectl("apply", "--server-side", "-f", "-", input=CHAT_QUOTA.render())
         if auth is AuthMode.KUBERNETES:
             kubectl("apply", "-f", "-", input=user_roles())
         kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/chatproviders.ai.chatprovider.dev")
+                "crd/chatproviders.ai.chatprovider.dev", "crd/chatquotas.ai.chatprovider.dev")
         kubectl.wait_served()
         if upstream == LLAMA:
             key = "sk-demo-" + secrets.token_hex(12)

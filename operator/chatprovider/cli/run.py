@@ -18,9 +18,11 @@ import click
 from chatprovider.cli.options import build, settings_options
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.controller.app import OperatorApp, RelayStarter
+from chatprovider.counters import QuotaGate, open_store
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.logs import SecretValues, setup_logging
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay import Relay
 from chatprovider.relay.app import RelayApp
@@ -32,16 +34,28 @@ __all__ = ["embedded_relay", "relay", "run", "serve"]
 log = logging.getLogger(__name__)
 
 
-def embedded_relay(settings: RelaySettings) -> RelayStarter:
-    """A starter that runs the relay inside the operator's event loop."""
+def embedded_relay(settings: RelaySettings, shared: OperatorSettings | None = None
+                   ) -> RelayStarter:
+    """A starter that runs the relay inside the operator's event loop; ``shared`` names the
+    quota counter store and its failure mode (default: in memory, failing closed)."""
+    shared = shared or OperatorSettings()
 
     async def start(registry: Registry, objects: ReferencedObjects, transports: Transports,
-                    kube: KubeClient, ready: Callable[[], bool]
+                    kube: KubeClient, ready: Callable[[], bool], quotas: QuotaIndex
                     ) -> Callable[[], Awaitable[None]]:
-        server = Relay(settings, registry, objects, transports, kube, ready=ready)
+        store = open_store(shared)
+        server = Relay(settings, registry, objects, transports, kube, ready=ready,
+                       quotas=quotas, gate=QuotaGate(store, fail_open=shared.quota_fail_open))
         await server.start()
         log.info("relay listening on %s", server.url)
-        return server.stop
+
+        async def stop() -> None:
+            try:
+                await server.stop()
+            finally:
+                await store.aclose()
+
+        return stop
 
     return start
 
@@ -79,7 +93,7 @@ def run(**options: Any) -> None:
     if settings.relay:
         ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     ensure_free("0.0.0.0", settings.health_port, "--health-port")
-    starter = embedded_relay(relay_settings) if settings.relay else None
+    starter = embedded_relay(relay_settings, settings) if settings.relay else None
     app = OperatorApp(settings, relay=starter, secret_values=secret_values)
     with explain_bind_errors("--relay-port", "--health-port"):
         serve(app.run, settings.event_loop)

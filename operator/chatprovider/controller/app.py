@@ -1,5 +1,5 @@
-"""The operator process: the ChatProvider watch, the reconciler (while this replica leads), and
-(optionally) the embedded relay, in one event loop.
+"""The operator process: the ChatProvider (and ChatQuota) watch, the reconciler (while this
+replica leads), and (optionally) the embedded relay, in one event loop.
 
 Every replica watches, so its registry is current and its embedded relay serves; only the
 leader (:mod:`.leader`) checks providers and writes status and Events.
@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
+from chatprovider.api.quota import QUOTA_PLURAL
 from chatprovider.controller.events import EventRecorder
 from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.reconciler import Reconciler
@@ -23,6 +24,7 @@ from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
 from chatprovider.logs import SecretValues
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import ObjectRef, Registry
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
@@ -33,9 +35,10 @@ __all__ = ["OperatorApp", "RelayStarter", "identity", "lease_namespace"]
 log = logging.getLogger(__name__)
 
 #: Builds and starts the relay inside this loop; returns an async stop function. ``ready`` says
-#: whether the providers have been listed and their Secrets read.
-RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool]],
-                        Awaitable[Callable[[], Awaitable[None]]]]
+#: whether the providers and quotas have been listed and the providers' Secrets read; the
+#: :class:`QuotaIndex` holds the ChatQuotas the relay enforces.
+RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool],
+                         QuotaIndex], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def identity() -> str:
@@ -64,6 +67,7 @@ class OperatorApp:
         self.elector: LeaderElector | None = None
         self.watch: ProviderWatch | None = None
         self.registry = Registry()
+        self.quotas = QuotaIndex()
 
     async def run(self, stop_flag: asyncio.Event) -> None:
         s = self.settings
@@ -85,7 +89,8 @@ class OperatorApp:
         self.reconciler = Reconciler(s, Feed(self.registry, objects), transports, applier,
                                      EventRecorder(kube, instance=me, may_post=may_write))
         self.watch = ProviderWatch(s, config, kube, objects, self.reconciler.observe,
-                                   liveness=lambda: len(self.registry))
+                                   liveness=lambda: len(self.registry),
+                                   others={QUOTA_PLURAL: self.quotas.observe})
         stop_relay: Callable[[], Awaitable[None]] | None = None
         watch_stop = asyncio.Event()
         leading = asyncio.create_task(self._lead(stop_flag), name="leader election")
@@ -108,7 +113,7 @@ class OperatorApp:
         try:
             if self._relay is not None:
                 stop_relay = await self._relay(self.registry, objects, transports, kube,
-                                               self.watch.synced)
+                                               self.watch.synced, self.quotas)
             await self.watch.run(watch_stop, s.health_port or None)
         finally:
             stop_flag.set()  # kopf may also end by itself (e.g. a fatal login error)

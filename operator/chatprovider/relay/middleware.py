@@ -64,6 +64,7 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
                 response = await handler(request)
             except OpenAIError as exc:
                 response = render(exc, exchange.api)
+                response.headers.update(exchange.quota_headers)  # an error under a quota
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise

@@ -19,14 +19,17 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from chatprovider.counters.gate import QuotaGate
 from chatprovider.domain.apis import Operation
 from chatprovider.kube.client import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay.auth import Access, KubernetesAccess, OpenAccess
 from chatprovider.relay.catalog import CatalogCache
 from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.handlers import Handlers
+from chatprovider.relay.metering import Metering
 from chatprovider.relay.metrics import RelayMetrics
 from chatprovider.relay.middleware import error_middleware
 from chatprovider.relay.openapi import openapi_document
@@ -52,10 +55,14 @@ class Relay:
         kube_client: KubeClient | None = None,
         *,
         ready: Callable[[], bool] | None = None,
+        quotas: QuotaIndex | None = None,
+        gate: QuotaGate | None = None,
     ) -> None:
         """``kube_client`` is required in ``kubernetes`` auth mode (TokenReview and
         SubjectAccessReview go through it). ``ready``, if given, is also consulted by
-        ``/readyz`` (for example: the watch feed has listed the providers once)."""
+        ``/readyz`` (for example: the watch feed has listed the providers once). ``quotas``
+        and ``gate`` (both or neither): the ChatQuotas to enforce and the counters they use
+        (docs/quotas.md); without them no quota is enforced."""
         self.settings = settings
         self.metrics = RelayMetrics()
         access: Access
@@ -70,8 +77,11 @@ class Relay:
         self._draining = False
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        handlers = Handlers(settings, CatalogCache(registry), access, Targets(objects),
-                            Forwarder(transports), self.metrics, self.is_ready)
+        catalog = CatalogCache(registry)
+        self.metering = Metering(quotas, gate, catalog) if quotas is not None and \
+            gate is not None else None
+        handlers = Handlers(settings, catalog, access, Targets(objects),
+                            Forwarder(transports), self.metrics, self.is_ready, self.metering)
         self.app = _build_app(settings, handlers, self.metrics)
         if settings.playground:
             mount_playground(self.app, registry, access)
@@ -132,6 +142,8 @@ class Relay:
             return
         self._draining = True
         await runner.cleanup()
+        if self.metering is not None:
+            await self.metering.drain()
         self._started = False
         log.info("relay stopped")
 
