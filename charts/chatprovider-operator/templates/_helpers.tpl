@@ -135,16 +135,23 @@ app.kubernetes.io/component: {{ index . 1 }}
 - apiGroups: ["ai.chatprovider.dev"]
   resources: ["chatproviders/status"]
   verbs: ["patch"]
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatquotas"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatquotas/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
 {{ include "chatprovider.referencedObjectRules" . }}
 {{- end }}
 
-{{/* The standalone relay: read providers and the objects they reference, nothing else. */}}
+{{/* The standalone relay: read providers, the objects they reference and the quotas it
+     enforces, nothing else. */}}
 {{- define "chatprovider.relayRules" -}}
 - apiGroups: ["ai.chatprovider.dev"]
-  resources: ["chatproviders"]
+  resources: ["chatproviders", "chatquotas"]
   verbs: ["get", "list", "watch"]
 {{ include "chatprovider.referencedObjectRules" . }}
 {{- end }}

@@ -242,13 +242,15 @@ CRD_WATCH = {("apiextensions.k8s.io", "customresourcedefinitions", v, ()) for v 
              ("list", "watch")}
 OBJECTS = {("", r, v, ()) for r in ("secrets", "configmaps") for v in ("get", "list", "watch")}
 PROVIDERS = {(CP, "chatproviders", v, ()) for v in ("get", "list", "watch")}
+QUOTAS = {(CP, "chatquotas", v, ()) for v in ("get", "list", "watch")}
 
 
 def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
     objects = render({"relay": {"mode": "embedded"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator")
-    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH | {
-        (CP, "chatproviders/status", "patch", ()), ("", "events", "create", ())}
+    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH | {
+        (CP, "chatproviders/status", "patch", ()), (CP, "chatquotas/status", "patch", ()),
+        ("", "events", "create", ())}
     delegator = one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-auth-delegator")
     assert delegator["roleRef"]["name"] == "system:auth-delegator"
     assert delegator["subjects"] == [{"kind": "ServiceAccount", "name":
@@ -263,7 +265,7 @@ def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
 def test_relay_rbac_reads_only(render) -> None:
     objects = render({"relay": {"mode": "separate"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator-relay")
-    assert _rules(role) == PROVIDERS | OBJECTS | CRD_WATCH
+    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH
     one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-relay-auth-delegator")
 
 
@@ -280,8 +282,9 @@ def test_namespaced_rbac_grants_nothing_cluster_wide_but_discovery_and_reviews(r
         role = one(objects, "Role", "cpo-chatprovider-operator", ns)
         named = {("", r, v, ("llm-key",)) for r in ("secrets", "configmaps")
                  for v in ("get", "list", "watch")}
-        assert _rules(role) == PROVIDERS | named | {
-            (CP, "chatproviders/status", "patch", ()), ("", "events", "create", ())}
+        assert _rules(role) == PROVIDERS | QUOTAS | named | {
+            (CP, "chatproviders/status", "patch", ()), (CP, "chatquotas/status", "patch", ()),
+            ("", "events", "create", ())}
         binding = one(objects, "RoleBinding", "cpo-chatprovider-operator", ns)
         assert binding["subjects"][0]["namespace"] == "chatprovider-system"
         one(objects, "Role", "cpo-chatprovider-operator-relay", ns)
