@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 import uuid
 from collections.abc import Iterator
@@ -78,7 +79,10 @@ class QuotaSetup:
             "ai.chatprovider.dev", "v1alpha1", namespace, "chatproviders",
             {"apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatProvider",
              "metadata": {"name": PROVIDER, "labels": {"pool": "shared-gpu"}},
-             "spec": {"endpoint": upstream.url, "apiKeySecretRef": {"name": "llm-key"}}})
+             # one slot serves 50 racing callers in turn: the default 30 s to the first byte
+             # is too short for the last in the queue
+             "spec": {"endpoint": upstream.url, "apiKeySecretRef": {"name": "llm-key"},
+                      "timeouts": {"request": "5m"}}})
         generation = self.providers.get(PROVIDER)["metadata"]["generation"]
         self.providers.api.patch_namespaced_custom_object_status(
             "ai.chatprovider.dev", "v1alpha1", namespace, "chatproviders", PROVIDER,
@@ -104,6 +108,9 @@ class QuotaSetup:
         return process
 
     def stop(self) -> None:
+        for relay in self.relays:  # all at once: each takes seconds to wind down
+            if relay.proc is not None and relay.proc.poll() is None:
+                relay.proc.send_signal(signal.SIGTERM)
         for relay in self.relays:
             try:
                 relay.stop(timeout=15)
