@@ -194,3 +194,54 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_what_was_relayed(setup: Qu
     assert [v for k, v in counters.items() if "|concurrent" in k] in ([], [0])  # released
     figure("client hung up mid-stream", f"charged {completion} completion tokens (relayed) of"
            f" {reserved.completion} reserved, plus the prompt estimate {reserved.prompt}")
+
+
+def test_a_fresh_relay_is_ready_only_once_it_has_listed_the_quotas(secured_cluster, tmp_path,
+                                                                   figure) -> None:
+    """As the chart's relay ServiceAccount (its RBAC lists chatquotas), behind a proxy that holds
+    the relay's LIST of ChatQuotas: not ready while held, and once ready, a quota that existed
+    before it started governs its very first request (no unlimited start)."""
+    from chatprovider_tools.controlplane.plane import write_kubeconfig
+    from chatprovider_tools.devserver import DevServer
+
+    from .harness import ChatproviderProcess
+    from .test_relay_rollout import _chat, _new_namespace, _readyz, _relay_token
+    from .test_secrets import _force_ready
+    from .traffic import HoldingApiProxy
+
+    cluster = secured_cluster
+    ns, providers = _new_namespace(cluster)
+    creds = cluster.plane.creds
+    proxy = HoldingApiProxy(cluster.plane.server, creds.ca_cert, creds.serving_cert,
+                            creds.serving_key, held=("quotas",))
+    kc = write_kubeconfig(tmp_path / "relay-via-proxy", proxy.server, creds.ca_cert,
+                          _relay_token(cluster), "relay")
+    relay = ChatproviderProcess(kc, tmp_path / "relay.log", command="relay")
+    try:
+        with DevServer("generic", models=["m"], api_keys={"k1"}) as up:
+            providers.put_secret("key", {"apiKey": "k1"})
+            providers.create("shared", {"endpoint": up.base_url,
+                                        "apiKeySecretRef": {"name": "key"}})
+            _force_ready(providers, "shared")
+            providers.api.create_namespaced_custom_object(
+                "ai.chatprovider.dev", "v1alpha1", ns, "chatquotas",
+                {"apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatQuota",
+                 "metadata": {"name": "nobody"},
+                 "spec": {"providers": {"names": ["shared"]},
+                          "subjects": [{"kind": "Group", "name": "system:unauthenticated"}],
+                          "limits": {"requestsPerMinute": 0}}})
+            relay.start(wait_ready=False)
+            wait_for(lambda: proxy.held("quotas") >= 1, timeout=30,
+                     what="the relay's LIST of ChatQuotas")
+            assert _readyz(relay) == 503
+            proxy.release("quotas")
+            wait_for(lambda: _readyz(relay) == 200, timeout=30, what="ready after the list")
+            first = _chat(relay.url, f"{ns}/shared/m")
+            assert first.status_code == 429, first.text
+            assert first.json()["error"]["code"] == "rate_limit_exceeded"
+            assert not up.requests  # nothing reached the upstream
+    finally:
+        relay.stop()
+        proxy.close()
+    figure("fresh relay, ChatQuota list held", "503 not ready; once listed, the first request"
+           " is refused by the quota that existed before it started")
