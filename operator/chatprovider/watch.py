@@ -149,14 +149,20 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
-def _log_list_failure(exc: Exception, said: set[str]) -> None:
+def _log_list_failure(exc: Exception, said: set[str], plural: str = PLURAL) -> None:
     """Say each kind of start-up failure once, as a warning with what to do, then retry
     quietly: a missing CRD, an API server that cannot be reached or refuses us. A CRD's storage
     that is still initialising (429, for a moment after the CRD is applied) is expected: INFO."""
     if isinstance(exc, ApiError) and exc.status == 429:
         log.info("ChatProviders are not served yet (%s); retrying", exc)
         return
-    if isinstance(exc, ApiError) and exc.status == 404:
+    if isinstance(exc, ApiError) and exc.status == 404 and plural != PLURAL:
+        kind = f"crd-{plural}"
+        message = (f"the CRD of {plural}.{GROUP} is not installed in this cluster: install "
+                   "every CRD of the release (the Helm chart, or `kubectl apply --server-side "
+                   "-f crds/`); waiting for it, not ready until then (the relay never serves "
+                   "before it knows the quotas)")
+    elif isinstance(exc, ApiError) and exc.status == 404:
         kind = "crd"
         message = ("the ChatProvider CRD is not installed in this cluster: install it with "
                    "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm chart); "
@@ -190,6 +196,7 @@ class ProviderWatch:
             others={p: self._other_from_watch(p, o) for p, o in self._others.items()})
         self.listed = asyncio.Event()
         self._synced = False
+        self._listing = PLURAL  # what list_once is listing (for its failure's message)
 
     def _from_watch(self, event_type: str, body: Mapping[str, Any]) -> None:
         self._watched[PLURAL].add(ref_of(body))
@@ -219,7 +226,10 @@ class ProviderWatch:
     async def list_once(self) -> int:
         """List every ChatProvider in scope (and every object of ``others``) and observe each;
         the number of providers listed."""
-        listed = {plural: await self._list(plural) for plural in [PLURAL, *self._others]}
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for plural in [PLURAL, *self._others]:
+            self._listing = plural
+            listed[plural] = await self._list(plural)
         observers = {PLURAL: self._observe, **self._others}
         for plural, bodies in listed.items():
             for body in bodies:
@@ -239,7 +249,7 @@ class ProviderWatch:
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
-                _log_list_failure(exc, said)
+                _log_list_failure(exc, said, self._listing)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
