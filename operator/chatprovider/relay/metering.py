@@ -52,12 +52,14 @@ from chatprovider.quotas import QuotaIndex
 from chatprovider.relay.catalog import CatalogCache
 from chatprovider.relay.exchange import Exchange
 
-__all__ = ["Metering"]
+__all__ = ["Metering", "attempt_charge"]
 
 log = logging.getLogger(__name__)
 
 
-def _charged(reserved: Demand, exchange: Exchange, answered: bool) -> Demand:
+def attempt_charge(reserved: Demand, exchange: Exchange, answered: bool) -> Demand:
+    """What an attempt that ``reserved`` is charged, by how it ended (the table above):
+    ``answered`` says whether the handler returned an answer rather than raising."""
     if exchange.prepared and not exchange.completed:
         return cut_stream_demand(reserved, exchange.usage, exchange.relayed_tokens)
     return charged_demand(reserved, exchange.usage, answered=answered or exchange.prepared)
@@ -98,7 +100,7 @@ class Metering:
             yield sent or body
             answered = True
         finally:
-            await self._settle(admission, _charged(demand, exchange, answered))
+            await self._settle(admission, attempt_charge(demand, exchange, answered))
 
     async def _settle(self, admission: Admission, charged: Demand) -> None:
         task = asyncio.ensure_future(self._gate.settle(admission, charged))
