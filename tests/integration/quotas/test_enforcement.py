@@ -187,3 +187,40 @@ def test_the_model_reported_usage_is_charged_and_streams_hide_what_was_not_asked
     assert refused.json()["type"] == "error"
     assert refused.json()["error"]["type"] == "rate_limit_error"
     assert "x-ratelimit-limit-requests" in refused.headers
+
+
+@pytest.mark.parametrize(("path", "operation", "body"), [
+    ("/v1/responses", Operation.RESPONSES, {"input": "Say hello.", "max_output_tokens": 6}),
+    ("/v1/messages", Operation.MESSAGES,
+     {"messages": [{"role": "user", "content": "Say hello."}], "max_tokens": 6}),
+])
+def test_responses_and_messages_streams_are_charged_the_usage_of_their_last_events(
+        quota_setup: QuotaSetup, path: str, operation: Operation, body: dict) -> None:
+    s = quota_setup
+    relay = s.relay()
+    name = unique("events")
+    s.apply_quota(name, {"tokensPerDay": 100_000})
+    wait_for(lambda: "x-ratelimit-limit-tokens" in s.chat(relay, max_tokens=1).headers,
+             timeout=10, interval=0.1, what="the quota to govern")
+    before = s.tokens_charged(name)
+    request = {"model": s.model, "stream": True, "temperature": 0, **body}
+    with httpx.stream("POST", f"{relay.url}{path}", json=request, timeout=60) as streamed:
+        assert streamed.status_code == 200
+        assert streamed.headers["x-ratelimit-limit-tokens"] == "100000"
+        events = sse_events(streamed.read().decode())
+    reserved = before + demand_of(operation, request).total
+    charged = wait_for(lambda: (c := s.tokens_charged(name)) != reserved and c, timeout=10,
+                       what="the stream's settlement") - before
+    if operation is Operation.RESPONSES:
+        [done] = [e for e in events if e.get("type") == "response.completed"]
+        usage = done["response"]["usage"]
+        reported = usage["input_tokens"] + usage["output_tokens"]
+    else:
+        [start] = [e for e in events if e.get("type") == "message_start"]
+        [delta] = [e for e in events if e.get("type") == "message_delta"]
+        # Anthropic's input_tokens leaves out the prompt cache: the whole prompt is charged
+        prompt = start["message"]["usage"]
+        reported = (prompt["input_tokens"] + prompt.get("cache_read_input_tokens", 0)
+                    + prompt.get("cache_creation_input_tokens", 0)
+                    + delta["usage"]["output_tokens"])
+    assert charged == reported
