@@ -133,7 +133,8 @@ def test_redis_killed_and_restarted_under_load(setup: QuotaSetup, figure) -> Non
 
 
 def _stream_until_tokens(s: QuotaSetup, relay, body: dict, tokens: int):
-    """Open a stream and read until ``tokens`` content chunks arrived; the open response."""
+    """Open a stream and read until ``tokens`` content chunks arrived; the client, the open
+    response and its line iterator (keep it: collecting it would close the response)."""
     client = httpx.Client(timeout=60)
     response = client.send(client.build_request("POST", f"{relay.url}/v1/chat/completions",
                                                 json=body), stream=True)
@@ -145,7 +146,7 @@ def _stream_until_tokens(s: QuotaSetup, relay, body: dict, tokens: int):
             seen += 1
             if seen >= tokens:
                 break
-    return client, response
+    return client, response, lines
 
 
 def test_a_relay_killed_mid_stream_leaves_its_reservation_charged(setup: QuotaSetup,
@@ -159,10 +160,11 @@ def test_a_relay_killed_mid_stream_leaves_its_reservation_charged(setup: QuotaSe
     before = s.tokens_charged(name)
     body = s.body(max_tokens=400, stream=True, content="Write a long story about a lighthouse.")
     reservation = demand_of(Operation.CHAT, body).total
-    client, response = _stream_until_tokens(s, relay, body, 5)
+    client, response, lines = _stream_until_tokens(s, relay, body, 5)
     try:
-        relay.kill9()
+        relay.kill9()  # the stream still open: the relay dies in the middle of it
     finally:
+        lines.close()
         response.close()
         client.close()
     counters = charged(s.redis.url, s.ns, name)
@@ -183,7 +185,8 @@ def test_a_client_that_hangs_up_mid_stream_is_charged_what_was_relayed(setup: Qu
     before = s.tokens_charged(name)
     body = s.body(max_tokens=400, stream=True, content="Write a long story about a lighthouse.")
     reserved = demand_of(Operation.CHAT, body)
-    client, response = _stream_until_tokens(s, relay, body, 5)
+    client, response, lines = _stream_until_tokens(s, relay, body, 5)
+    lines.close()  # the client hangs up
     response.close()
     client.close()
     settled = wait_for(lambda: (c := s.tokens_charged(name) - before) != reserved.total and c,

@@ -224,3 +224,32 @@ def test_responses_and_messages_streams_are_charged_the_usage_of_their_last_even
                     + prompt.get("cache_creation_input_tokens", 0)
                     + delta["usage"]["output_tokens"])
     assert charged == reported
+
+
+def test_a_concurrency_limit_refuses_while_a_stream_is_open_and_frees_its_slot_after(
+        quota_setup: QuotaSetup) -> None:
+    s = quota_setup
+    relay = s.relay()
+    name = unique("inflight")
+    # (a budget beside it, whose headers say when the quota governs: a concurrency limit alone
+    # sends no rate-limit headers)
+    s.apply_quota(name, {"concurrentRequests": 1, "tokensPerDay": 1_000_000})
+    wait_for(lambda: "x-ratelimit-limit-tokens" in s.chat(relay, max_tokens=1).headers,
+             timeout=10, interval=0.1, what="the quota to govern")
+    client = _sdk(relay)
+    with httpx.stream("POST", f"{relay.url}/v1/chat/completions", timeout=60,
+                      json=s.body(max_tokens=400, stream=True,
+                                  content="Write a long story about a lighthouse.")) as streamed:
+        assert streamed.status_code == 200
+        lines = streamed.iter_lines()  # (kept: a generator collected closes the response)
+        next(lines)  # the stream holds the one slot
+        with pytest.raises(openai.RateLimitError) as busy:
+            client.chat.completions.create(model=s.model, max_tokens=1,
+                                           messages=[{"role": "user", "content": "Hi"}])
+        assert busy.value.code == "rate_limit_exceeded"
+        assert "in flight" in str(busy.value.body)
+        assert busy.value.response.headers["retry-after"] == "1"
+        lines.close()
+    # the stream ended (the client closed it): its lease is released
+    wait_for(lambda: s.chat(relay, max_tokens=1).status_code == 200, timeout=10,
+             what="the slot to be free again")
