@@ -177,6 +177,14 @@ def test_the_model_reported_usage_is_charged_and_streams_hide_what_was_not_asked
     assert len(reported) == 1 and shown[-2]["choices"] == []  # asked for: handed on
     assert charged == reported[0]["prompt_tokens"] + reported[0]["completion_tokens"]
 
+    # An upstream's error answer under the quota carries the headers too, and no token is
+    # charged for it (the request counts).
+    before = s.tokens_charged(name)
+    too_long = s.chat(relay, max_tokens=3, content="x" * 20_000)  # over llama's 2,048 context
+    assert too_long.status_code == 400, too_long.text
+    assert too_long.headers["x-ratelimit-limit-tokens"] == "100000"
+    assert s.tokens_charged(name) == before
+
     # The Anthropic Messages route: its own envelope for a refusal.
     s.apply_quota(name, {"tokensPerDay": 100_000, "requestsPerMinute": 0})
     refused = wait_for(lambda: (r := httpx.post(
