@@ -42,6 +42,8 @@ class ProviderView:
     status: ChatProviderStatus
     annotations: Mapping[str, str] = field(default_factory=dict)
     resource_version: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    """The provider's labels (ChatQuotas select providers by them)."""
 
     @property
     def ready(self) -> bool:
@@ -80,6 +82,7 @@ def view_from_body(body: Mapping[str, Any]) -> ProviderView:
         status=_status(body.get("status")),
         annotations=dict(meta.get("annotations") or {}),
         resource_version=str(meta.get("resourceVersion", "")),
+        labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},
     )
 
 

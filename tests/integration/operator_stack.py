@@ -20,8 +20,10 @@ from types import TracebackType
 from tests.integration.controller.conftest import own_lease
 
 from chatprovider.controller.app import OperatorApp
+from chatprovider.counters import CounterStore, QuotaGate
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay import Relay, RelaySettings
 from chatprovider.settings import OperatorSettings
@@ -48,9 +50,12 @@ class OperatorStack:
         self._thread = threading.Thread(target=self._main, name="operator-stack", daemon=True)
 
     async def _start_relay(self, registry: Registry, objects: ReferencedObjects,
-                           transports: Transports, kube: KubeClient, ready: Callable[[], bool]
+                           transports: Transports, kube: KubeClient, ready: Callable[[], bool],
+                           quotas: QuotaIndex, counters: CounterStore
                            ) -> Callable[[], Awaitable[None]]:
-        relay = Relay(self.relay_settings, registry, objects, transports, kube, ready=ready)
+        relay = Relay(self.relay_settings, registry, objects, transports, kube, ready=ready,
+                      refresh_annotation=self.settings.refresh_annotation, quotas=quotas,
+                      gate=QuotaGate(counters, fail_open=self.settings.quota_fail_open))
         await relay.start()
         self.relay = relay
         return relay.stop

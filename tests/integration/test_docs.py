@@ -244,12 +244,16 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
 
     try:
         sh("chatprovider crd | kubectl apply --server-side -f -")
-        sh("kubectl wait --for=condition=Established crd/chatproviders.ai.chatprovider.dev")
+        # the ChatQuota CRD too (the relay is ready once it has listed quotas)
+        quota_crd = ROOT / "crds" / "ai.chatprovider.dev_chatquotas.yaml"
+        sh(f"kubectl apply --server-side -f {quota_crd}")
+        sh("kubectl wait --for=condition=Established crd/chatproviders.ai.chatprovider.dev"
+           " crd/chatquotas.ai.chatprovider.dev")
         sh("kubectl apply -f -", input=CHART_USER_ROLE)
         deadline = time.monotonic() + 30
         while True:  # discovery (kubectl's cache in $HOME) may lag behind Established
             try:
-                sh("kubectl get chatproviders -A")
+                sh("kubectl get chatproviders,chatquotas -A")
                 break
             except AssertionError:
                 if time.monotonic() > deadline:

@@ -124,13 +124,15 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 
 def _kind(request: web.Request) -> str | None:
     """``providers`` for the process's own LIST of ChatProviders (kopf's list and watch, which
-    run beside it, pass), ``secrets`` for a LIST of Secrets (how a referenced Secret is read
-    before it is watched)."""
+    run beside it, pass), ``quotas`` for its own LIST of ChatQuotas, ``secrets`` for a LIST of
+    Secrets (how a referenced Secret is read before it is watched)."""
     if request.method != "GET" or request.query.get("watch") in ("1", "true"):
         return None
-    if request.path.endswith("/chatproviders") and \
-            not request.headers.get("User-Agent", "").startswith("kopf/"):
+    ours = not request.headers.get("User-Agent", "").startswith("kopf/")
+    if request.path.endswith("/chatproviders") and ours:
         return "providers"
+    if request.path.endswith("/chatquotas") and ours:
+        return "quotas"
     if request.path.endswith("/secrets"):
         return "secrets"
     return None
@@ -169,7 +171,8 @@ class HoldingApiProxy:
         return f"https://127.0.0.1:{self.port}"
 
     async def _make_gates(self) -> dict[str, asyncio.Event]:
-        gates = {"providers": asyncio.Event(), "secrets": asyncio.Event()}
+        gates = {"providers": asyncio.Event(), "quotas": asyncio.Event(),
+                 "secrets": asyncio.Event()}
         for gate in gates.values():
             gate.set()
         return gates

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import httpx
 
-from chatprovider.api.crd import render
+from chatprovider.api.crd import CHAT_QUOTA, render
 from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.cli.run import embedded_relay, serve
@@ -202,10 +202,11 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
               (f" and the chart's user ClusterRoles ({USER_ROLE}, ...)"
                if auth is AuthMode.KUBERNETES else ""))
         kubectl("apply", "--server-side", "-f", "-", input=render())
+        kubectl("apply", "--server-side", "-f", "-", input=CHAT_QUOTA.render())
         if auth is AuthMode.KUBERNETES:
             kubectl("apply", "-f", "-", input=user_roles())
         kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/chatproviders.ai.chatprovider.dev")
+                "crd/chatproviders.ai.chatprovider.dev", "crd/chatquotas.ai.chatprovider.dev")
         kubectl.wait_served()
         if upstream == LLAMA:
             key = "sk-demo-" + secrets.token_hex(12)
@@ -235,8 +236,7 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
         settings = OperatorSettings(kubeconfig=str(plane.kubeconfig), min_retry_seconds=1.0,
                                     health_port=0)
         relay = embedded_relay(RelaySettings(host="127.0.0.1", port=port, auth_mode=auth,
-                                             playground=playground),
-                               settings.refresh_annotation)
+                                             playground=playground), settings)
         app = OperatorApp(settings, relay=relay)
         demo = _Demo(kubectl, plane, endpoint, key, server_type, relay_url, auth, once,
                      playground, ready_timeout)

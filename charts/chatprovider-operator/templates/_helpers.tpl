@@ -149,6 +149,12 @@ app.kubernetes.io/component: {{ index . 1 }}
 - apiGroups: ["ai.chatprovider.dev"]
   resources: ["chatproviders/status"]
   verbs: ["patch"]
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatquotas"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatquotas/status"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["events"]
   verbs: ["create"]
@@ -158,10 +164,11 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{ include "chatprovider.referencedObjectRules" . }}
 {{- end }}
 
-{{/* The standalone relay: read providers and the objects they reference; passive health. */}}
+{{/* The standalone relay: read providers, the objects they reference and the quotas it
+     enforces; passive health (the refresh annotation, Events). */}}
 {{- define "chatprovider.relayRules" -}}
 - apiGroups: ["ai.chatprovider.dev"]
-  resources: ["chatproviders"]
+  resources: ["chatproviders", "chatquotas"]
   verbs: ["get", "list", "watch"]
 - apiGroups: [""]
   resources: ["events"]

@@ -18,9 +18,11 @@ import click
 from chatprovider.cli.options import build, settings_options
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.controller.app import OperatorApp, RelayStarter
+from chatprovider.counters import CounterStore, QuotaGate
 from chatprovider.kube import KubeClient
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.logs import SecretValues, setup_logging
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay import Relay
 from chatprovider.relay.app import RelayApp
@@ -32,15 +34,20 @@ __all__ = ["embedded_relay", "relay", "run", "serve"]
 log = logging.getLogger(__name__)
 
 
-def embedded_relay(settings: RelaySettings, refresh_annotation: str) -> RelayStarter:
-    """A starter that runs the relay inside the operator's event loop (asking for re-checks
-    with the operator's ``refresh_annotation``)."""
+def embedded_relay(settings: RelaySettings, shared: OperatorSettings | None = None
+                   ) -> RelayStarter:
+    """A starter that runs the relay inside the operator's event loop. ``shared`` holds what the
+    relay follows of the operator's settings: the refresh annotation it asks for re-checks with,
+    and the quota failure mode (default: failing closed). The quota counters are the operator's
+    own store, so that the ChatQuotas' status reads what this relay counted."""
+    shared = shared or OperatorSettings()
 
     async def start(registry: Registry, objects: ReferencedObjects, transports: Transports,
-                    kube: KubeClient, ready: Callable[[], bool]
-                    ) -> Callable[[], Awaitable[None]]:
+                    kube: KubeClient, ready: Callable[[], bool], quotas: QuotaIndex,
+                    counters: CounterStore) -> Callable[[], Awaitable[None]]:
         server = Relay(settings, registry, objects, transports, kube, ready=ready,
-                       refresh_annotation=refresh_annotation)
+                       refresh_annotation=shared.refresh_annotation, quotas=quotas,
+                       gate=QuotaGate(counters, fail_open=shared.quota_fail_open))
         await server.start()
         log.info("relay listening on %s", server.url)
         return server.stop
@@ -81,8 +88,7 @@ def run(**options: Any) -> None:
     if settings.relay:
         ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     ensure_free("0.0.0.0", settings.health_port, "--health-port")
-    starter = embedded_relay(relay_settings, settings.refresh_annotation) if settings.relay \
-        else None
+    starter = embedded_relay(relay_settings, settings) if settings.relay else None
     app = OperatorApp(settings, relay=starter, secret_values=secret_values)
     with explain_bind_errors("--relay-port", "--health-port"):
         serve(app.run, settings.event_loop)

@@ -1,5 +1,5 @@
-"""The operator process: the ChatProvider watch, the reconciler (while this replica leads), and
-(optionally) the embedded relay, in one event loop.
+"""The operator process: the ChatProvider (and ChatQuota) watch, the reconciler (while this
+replica leads), and (optionally) the embedded relay, in one event loop.
 
 Every replica watches, so its registry is current and its embedded relay serves; only the
 leader (:mod:`.leader`) checks providers and writes status and Events.
@@ -13,6 +13,7 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from chatprovider.api.quota import QUOTA_PLURAL
 from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.quota_status import QuotaStatusWriter
 from chatprovider.controller.reconciler import Reconciler
@@ -24,6 +25,7 @@ from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.events import EventRecorder, identity
 from chatprovider.kube.objects import ObjectSnapshot, ReferencedObjects
 from chatprovider.logs import SecretValues
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import ObjectRef, Registry
 from chatprovider.settings import OperatorSettings
 from chatprovider.upstream.transport import Transports
@@ -34,9 +36,11 @@ __all__ = ["OperatorApp", "RelayStarter", "lease_namespace"]
 log = logging.getLogger(__name__)
 
 #: Builds and starts the relay inside this loop; returns an async stop function. ``ready`` says
-#: whether the providers have been listed and their Secrets read.
-RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool]],
-                        Awaitable[Callable[[], Awaitable[None]]]]
+#: whether the providers and quotas have been listed and the providers' Secrets read; the
+#: :class:`QuotaIndex` holds the ChatQuotas the relay enforces, the :class:`CounterStore` their
+#: counters (the operator's own: it reads them for ``status.usage``).
+RelayStarter = Callable[[Registry, ReferencedObjects, Transports, KubeClient, Callable[[], bool],
+                         QuotaIndex, CounterStore], Awaitable[Callable[[], Awaitable[None]]]]
 
 
 def lease_namespace(settings: OperatorSettings) -> str:
@@ -66,6 +70,7 @@ class OperatorApp:
         self.registry = Registry()
         self.counters = counters if counters is not None else open_store(settings)
         self.quota_status: QuotaStatusWriter | None = None
+        self.quotas = QuotaIndex()
 
     async def run(self, stop_flag: asyncio.Event) -> None:
         s = self.settings
@@ -87,7 +92,8 @@ class OperatorApp:
         self.reconciler = Reconciler(s, Feed(self.registry, objects), transports, applier,
                                      EventRecorder(kube, instance=me, may_post=may_write))
         self.watch = ProviderWatch(s, config, kube, objects, self.reconciler.observe,
-                                   liveness=lambda: len(self.registry))
+                                   liveness=lambda: len(self.registry),
+                                   others={QUOTA_PLURAL: self.quotas.observe})
         self.quota_status = self._quota_status_writer(kube, may_write)
         stop_relay: Callable[[], Awaitable[None]] | None = None
         watch_stop = asyncio.Event()
@@ -111,7 +117,7 @@ class OperatorApp:
         try:
             if self._relay is not None:
                 stop_relay = await self._relay(self.registry, objects, transports, kube,
-                                               self.watch.synced)
+                                               self.watch.synced, self.quotas, self.counters)
             await self.watch.run(watch_stop, s.health_port or None)
         finally:
             stop_flag.set()  # kopf may also end by itself (e.g. a fatal login error)

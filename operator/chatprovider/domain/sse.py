@@ -5,7 +5,9 @@ split across chunks, a chunk may hold many events). It tracks
 
 * whether the bytes forwarded so far end on an event boundary (only there may the relay insert
   a ``: keep-alive`` comment without corrupting an event);
-* when the first token arrives (the first event whose delta carries text or a tool call);
+* when the first token arrives (the first event whose delta carries text or a tool call), and
+  how many such events have passed (:attr:`StreamObserver.token_events`: what a stream cut
+  short is charged when it reported no usage, about one token each);
 * the usage the events report (chat's last chunk with ``stream_options.include_usage``,
   Responses' ``response.completed``, Anthropic's ``message_start`` then ``message_delta``: each
   count is the latest reported);
@@ -98,7 +100,7 @@ class StreamObserver:
     """Feed it every forwarded chunk with :meth:`feed`."""
 
     __slots__ = ("_pending", "_overflow", "_prompt", "_completion", "first_token", "done",
-                 "events", "response_id")
+                 "events", "response_id", "token_events")
 
     def __init__(self) -> None:
         self._pending = b""
@@ -109,6 +111,8 @@ class StreamObserver:
         self.done = False
         self.events = 0
         self.response_id: str | None = None
+        self.token_events = 0
+        """Events that carried a token (text or a tool call)."""
 
     @property
     def usage(self) -> Usage | None:
@@ -135,8 +139,10 @@ class StreamObserver:
             if not event:
                 continue
             self.events += 1
-            if not self.first_token and _TOKEN.search(event):
-                self.first_token = first = True
+            if _TOKEN.search(event):
+                self.token_events += 1
+                if not self.first_token:
+                    self.first_token = first = True
             if b'"usage"' in event:
                 prompt, completion = _counts(_data(event))
                 if prompt is not None:

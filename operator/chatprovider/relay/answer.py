@@ -90,4 +90,5 @@ async def relay_answer(request: web.Request, resp: aiohttp.ClientResponse, targe
     for name, value in downstream_headers(resp.headers.items()):
         response.headers.add(name, value)
     response.headers[PROVIDER_HEADER] = target.provider
+    response.headers.update(exchange.quota_headers)
     return response

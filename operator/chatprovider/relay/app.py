@@ -1,6 +1,7 @@
-"""The standalone relay process (``chatprovider relay``): the ChatProvider watch and the relay,
-in one event loop. It only reads; every replica serves, and each is ready (``/readyz``) once it
-has listed the providers and read the Secrets they reference."""
+"""The standalone relay process (``chatprovider relay``): the ChatProvider and ChatQuota watch
+and the relay, in one event loop. It only reads; every replica serves, and each is ready
+(``/readyz``) once it has listed the providers and the quotas and read the Secrets the providers
+reference (a replica that started must never admit traffic no quota limits)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from chatprovider.api.quota import QUOTA_PLURAL
+from chatprovider.counters import QuotaGate, open_store
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
 from chatprovider.logs import SecretValues
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay.server import Relay
 from chatprovider.settings import OperatorSettings, RelaySettings
@@ -33,6 +37,7 @@ class RelayApp:
         self.settings, self.relay_settings = settings, relay
         self._secret_values = secret_values
         self.registry = Registry()
+        self.quotas = QuotaIndex()
         self.relay: Relay | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -49,9 +54,12 @@ class RelayApp:
             feed.observe(event_type, body)
 
         watch = ProviderWatch(s, config, kube, objects, observe,
-                              liveness=lambda: len(self.registry))
+                              liveness=lambda: len(self.registry),
+                              others={QUOTA_PLURAL: self.quotas.observe})
+        store = open_store(s)
         self.relay = Relay(self.relay_settings, self.registry, objects, transports, kube,
-                           ready=watch.synced, refresh_annotation=s.refresh_annotation)
+                           ready=watch.synced, refresh_annotation=s.refresh_annotation,
+                           quotas=self.quotas, gate=QuotaGate(store, fail_open=s.quota_fail_open))
         await self.relay.start()
         watch_stop = asyncio.Event()
 
@@ -70,6 +78,7 @@ class RelayApp:
             stop.set()
             await winder
             await objects.close()
+            await store.aclose()
             await transports.close()
             await kube.close()
             await asyncio.sleep(0.25)  # let closed TLS transports finish (see OperatorApp.run)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiohttp import web
 
@@ -37,6 +37,13 @@ class Exchange:
     """A stream's ``data: [DONE]`` was forwarded (a client may hang up right after it)."""
     prepared: bool = False
     """A streamed answer has started: no other answer can be given any more."""
+    relayed_tokens: int = 0
+    """Events of a stream that carried a token (what a stream cut short is charged)."""
+    quota_headers: dict[str, str] = field(default_factory=dict)
+    """The rate-limit headers of the quotas that admitted the attempt: every answer to it
+    carries them (:mod:`~chatprovider.relay.metering`)."""
+    hide_usage: bool = False
+    """The relay asked a chat or completions stream for its usage: hide it from the caller."""
 
     def routed(self, namespace: str, provider: str, model: str) -> None:
         self.namespace, self.provider, self.model = namespace, provider, model

@@ -23,6 +23,7 @@ from chatprovider.relay.exchange import Exchange, exchange_of
 from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.guard import StreamGuard
 from chatprovider.relay.limiter import ProviderLimiter
+from chatprovider.relay.metering import Metering
 from chatprovider.relay.metrics import CONTENT_TYPE, RelayMetrics
 from chatprovider.relay.origins import ResponseOrigins
 from chatprovider.relay.streaming import relay_stream
@@ -40,7 +41,8 @@ class Handlers:
 
     def __init__(self, settings: RelaySettings, catalog: CatalogCache, access: Access,
                  targets: Targets, forwarder: Forwarder, metrics: RelayMetrics,
-                 ready: Callable[[], bool], ejections: Ejections) -> None:
+                 ready: Callable[[], bool], ejections: Ejections,
+                 metering: Metering | None = None) -> None:
         self._settings = settings
         self._catalog = catalog
         self._access = access
@@ -53,6 +55,7 @@ class Handlers:
         self._ready = ready
         self._origins = ResponseOrigins()
         self._ejections = ejections
+        self._metering = metering
 
     # -- service routes -----------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -110,7 +113,11 @@ class Handlers:
         for index, chosen in enumerate(routes):
             attempts = exchange.attempts
             try:
-                return await self._attempt(request, exchange, chosen, body, operation)
+                if self._metering is None:
+                    return await self._attempt(request, exchange, chosen, body, operation)
+                async with self._metering.metered(caller, chosen.provider, operation, body,
+                                                  exchange) as sent:
+                    return await self._attempt(request, exchange, chosen, sent, operation)
             except UpstreamFailure as exc:
                 self._metrics.upstream_failures.labels(
                     chosen.provider.namespace, chosen.provider.name, exc.kind.value).inc()

@@ -65,6 +65,7 @@ def error_middleware(metrics: RelayMetrics, *, log_requests: bool) -> Middleware
             except OpenAIError as exc:
                 reason = "upstream" if exc.raw is not None else exc.code or "error"
                 response = render(exc, exchange.api)
+                response.headers.update(exchange.quota_headers)  # an error under a quota
             except web.HTTPException as exc:
                 if exc.status < 400:
                     raise

@@ -19,17 +19,20 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from chatprovider.counters.gate import QuotaGate
 from chatprovider.domain.apis import Operation
 from chatprovider.domain.ejection import EjectionPolicy
 from chatprovider.kube.client import KubeClient
 from chatprovider.kube.events import RELAY_COMPONENT, EventRecorder, identity
 from chatprovider.kube.objects import ReferencedObjects
+from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.relay.auth import Access, KubernetesAccess, OpenAccess
 from chatprovider.relay.catalog import CatalogCache
 from chatprovider.relay.ejections import Ejections
 from chatprovider.relay.forwarder import Forwarder
 from chatprovider.relay.handlers import Handlers
+from chatprovider.relay.metering import Metering
 from chatprovider.relay.metrics import RelayMetrics
 from chatprovider.relay.middleware import error_middleware
 from chatprovider.relay.openapi import openapi_document
@@ -58,6 +61,8 @@ class Relay:
         ready: Callable[[], bool] | None = None,
         refresh_annotation: str = REFRESH_ANNOTATION,
         ejection_policy: EjectionPolicy | None = None,
+        quotas: QuotaIndex | None = None,
+        gate: QuotaGate | None = None,
     ) -> None:
         """``kube_client`` is required in ``kubernetes`` auth mode (TokenReview and
         SubjectAccessReview go through it); with it, passive health also asks the operator to
@@ -65,7 +70,9 @@ class Relay:
         setting of that name) and posts Events. ``ready``, if given, is also consulted by
         ``/readyz`` (for example: the watch feed has listed the providers once).
         ``ejection_policy``: the numbers of passive health (the defaults of
-        :class:`~chatprovider.domain.ejection.EjectionPolicy` otherwise)."""
+        :class:`~chatprovider.domain.ejection.EjectionPolicy` otherwise). ``quotas`` and
+        ``gate`` (both or neither): the ChatQuotas to enforce and the counters they use
+        (docs/quotas.md); without them no quota is enforced."""
         self.settings = settings
         self.metrics = RelayMetrics(settings.caller_limit)
         policy = ejection_policy or EjectionPolicy()
@@ -87,8 +94,11 @@ class Relay:
         self._draining = False
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
-        handlers = Handlers(settings, CatalogCache(registry), access, Targets(objects),
-                            Forwarder(transports), self.metrics, self.is_ready, self.ejections)
+        catalog = CatalogCache(registry)
+        self.metering = Metering(quotas, gate, catalog) if quotas is not None and \
+            gate is not None else None
+        handlers = Handlers(settings, catalog, access, Targets(objects), Forwarder(transports),
+                            self.metrics, self.is_ready, self.ejections, self.metering)
         self.app = _build_app(settings, handlers, self.metrics)
         if settings.playground:
             mount_playground(self.app, registry, access)
@@ -150,6 +160,8 @@ class Relay:
         self._draining = True
         await runner.cleanup()
         await self.ejections.close()
+        if self.metering is not None:
+            await self.metering.drain()
         self._started = False
         log.info("relay stopped")
 

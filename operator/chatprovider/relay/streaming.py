@@ -12,6 +12,9 @@
 * A :class:`~chatprovider.relay.guard.StreamGuard` may end the stream the same way: at its
   maximum duration, or when the caller's token or its right to ``use`` the provider is revoked
   (checked again every access-cache TTL).
+* When the relay asked a chat or completions stream for its usage on a quota's behalf
+  (``Exchange.hide_usage``), a :class:`~chatprovider.domain.stream_usage.UsageFilter` hides
+  it: the caller gets the stream it asked for, whole events at a time.
 * When the client goes away, the handler is cancelled (``handler_cancellation``) or its next
   write fails; either way the upstream response is closed, which cancels the upstream request.
 """
@@ -30,6 +33,7 @@ from chatprovider.domain.headers import downstream_headers
 from chatprovider.domain.openai_errors import UpstreamFailure, UpstreamFailureKind
 from chatprovider.domain.routing import PROVIDER_HEADER
 from chatprovider.domain.sse import StreamObserver
+from chatprovider.domain.stream_usage import UsageFilter
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.guard import StreamCut, StreamGuard
 from chatprovider.relay.target import Target
@@ -55,11 +59,15 @@ async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, targe
     out.headers["Cache-Control"] = "no-cache"
     out.headers["X-Accel-Buffering"] = "no"
     out.headers[PROVIDER_HEADER] = target.provider
+    out.headers.update(exchange.quota_headers)
     await out.prepare(request)
     exchange.prepared = True
     observer = StreamObserver()
+    hidden = UsageFilter() if exchange.hide_usage else None
     try:
-        await _pump(resp, out, observer, target, exchange, keepalive, guard)
+        await _pump(resp, out, observer, target, exchange, keepalive, guard, hidden)
+        if hidden is not None and (rest := hidden.flush()):
+            await _write(out, rest)
     except (UpstreamFailure, StreamCut) as ended:
         error = ended.error if isinstance(ended, StreamCut) else ended
         exchange.failure = ended.kind.value if isinstance(ended, UpstreamFailure) else error.code
@@ -88,7 +96,7 @@ async def _write(out: web.StreamResponse, data: bytes) -> None:
 
 async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
                 observer: StreamObserver, target: Target, exchange: Exchange,
-                keepalive: float, guard: StreamGuard) -> None:
+                keepalive: float, guard: StreamGuard, hidden: UsageFilter | None) -> None:
     # One read at a time under a deadline (no task or wait() per chunk: this loop is the
     # streaming hot path). Cancelling a pending readany() loses nothing: data stays buffered.
     loop = asyncio.get_running_loop()
@@ -128,4 +136,9 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
         exchange.usage = observer.usage
         exchange.response_id = observer.response_id
         exchange.completed = observer.done
+        exchange.relayed_tokens = observer.token_events
+        if hidden is not None:
+            chunk = hidden.feed(chunk)
+            if not chunk:
+                continue
         await _write(out, chunk)

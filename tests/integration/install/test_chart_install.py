@@ -275,7 +275,14 @@ def test_user_roles_grant_what_they_say(release, kubectl, namespace) -> None:
         check_matrix(kubectl, subject, [
             (verb in allowed, f"{verb} chatproviders.ai.chatprovider.dev -n {namespace}")
             for verb in ("use", "get", "list", "watch", "create", "update", "patch", "delete")
-        ] + [(False, f"get secrets -n {namespace}")])
+        ] + [
+            # quotas: read with the providers, written by whoever edits the providers
+            (verb in allowed and verb != "use",
+             f"{verb} chatquotas.ai.chatprovider.dev -n {namespace}")
+            for verb in ("get", "list", "watch", "create", "update", "patch", "delete")
+        ] + [(False, f"patch chatquotas.ai.chatprovider.dev --subresource=status -n"
+                     f" {namespace}"),
+             (False, f"get secrets -n {namespace}")])
 
 
 # --- namespaced RBAC, separate relay --------------------------------------------------------------

@@ -31,6 +31,13 @@ refunded or charged extra, on the same counters. When an answer reports no usage
 reservation itself is charged (the caller cannot escape accounting by an upstream that reports
 nothing); when the upstream failed before sending an answer, no token is charged (the request
 still counts).
+
+**A stream cut short** (the client went away, the upstream broke off, the relay ended it) has
+reported no final usage: it is charged what was relayed (:func:`cut_stream_demand`): the prompt
+the upstream reported (Anthropic reports it first), else the estimate, and one completion token
+per relayed event that carried a token (or the completion count reported so far, if larger),
+at most the reservation. A relay that dies mid-stream settles nothing: its reservation stays
+charged, which bounds what was generated (no answer outgrows ``max_tokens``).
 """
 
 from __future__ import annotations
@@ -43,7 +50,8 @@ from typing import Any
 from chatprovider.domain.apis import Operation
 from chatprovider.domain.sse import Usage
 
-__all__ = ["Demand", "ReservationPolicy", "charged_demand", "demand_of", "prompt_estimate"]
+__all__ = ["Demand", "ReservationPolicy", "charged_demand", "cut_stream_demand", "demand_of",
+           "prompt_estimate"]
 
 _PROMPT_MEMBERS = ("messages", "prompt", "input", "instructions", "system", "tools",
                    "functions", "suffix")
@@ -141,3 +149,13 @@ def charged_demand(reserved: Demand, usage: Usage | None, *, answered: bool) -> 
     if usage is not None:
         return Demand(max(usage.prompt_tokens, 0), max(usage.completion_tokens, 0))
     return reserved if answered else Demand(0, 0)
+
+
+def cut_stream_demand(reserved: Demand, usage: Usage | None, relayed_tokens: int) -> Demand:
+    """What a stream that ended early is charged: the prompt reported (else the estimate), and
+    the larger of the completion tokens reported so far and the ``relayed_tokens`` (events
+    that carried a token), never more completion tokens than were reserved."""
+    prompt = usage.prompt_tokens if usage is not None and usage.prompt_tokens > 0 \
+        else reserved.prompt
+    completion = max(usage.completion_tokens if usage is not None else 0, relayed_tokens, 0)
+    return Demand(max(prompt, 0), min(completion, reserved.completion))

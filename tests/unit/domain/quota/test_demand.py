@@ -11,6 +11,7 @@ from chatprovider.domain.quota.demand import (
     Demand,
     ReservationPolicy,
     charged_demand,
+    cut_stream_demand,
     demand_of,
     prompt_estimate,
 )
@@ -127,3 +128,14 @@ def test_a_stream_cut_before_its_usage_is_charged_its_reservation() -> None:
                    + "\n\n").encode())
     assert observer.usage is None
     assert charged_demand(Demand(500, 64), observer.usage, answered=True) == Demand(500, 64)
+
+
+def test_a_stream_cut_short_is_charged_what_was_relayed() -> None:
+    reserved = Demand(100, 50)
+    # no usage yet: the prompt estimate and one token per relayed token event
+    assert cut_stream_demand(reserved, None, 7) == Demand(100, 7)
+    # Anthropic's message_start reported the prompt (and 1 output token) before the cut
+    assert cut_stream_demand(reserved, Usage(120, 1), 9) == Demand(120, 9)
+    # never more than was reserved, never less than reported
+    assert cut_stream_demand(reserved, None, 80) == Demand(100, 50)
+    assert cut_stream_demand(reserved, Usage(0, 30), 3) == Demand(100, 30)

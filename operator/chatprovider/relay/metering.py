@@ -1,0 +1,114 @@
+"""Quotas on the request path: admission before a request goes upstream, settlement after.
+
+For one attempt at one provider, :meth:`Metering.metered` finds the limits that govern the
+caller there (:func:`~chatprovider.domain.quota.limits.applicable_limits` over the ChatQuotas of
+the provider's namespace, selected by name or by the provider's labels), reserves the request's
+estimate through :class:`~chatprovider.counters.gate.QuotaGate` (which raises the 429s, and the
+503 ``quota_unavailable`` when failing closed), and settles once the answer is over:
+
+=====================================  ========================================================
+how the attempt ended                   what is charged (tokens; the request always counts)
+=====================================  ========================================================
+an answer (2xx) with ``usage``          that usage
+an answer without ``usage``             the reservation
+a stream that finished                  its last events' usage, else the reservation
+a stream cut short (client gone,        what was relayed (:func:`~chatprovider.domain.quota.
+upstream lost, ended by the relay)      demand.cut_stream_demand`)
+an error before any answer              nothing
+the relay died                          the reservation (nothing settles it)
+=====================================  ========================================================
+
+The rate-limit headers of the admission go on the attempt's answer whatever it is
+(``Exchange.quota_headers``: a 200, a stream's response headers, an error). A chat or
+completions stream whose caller did not ask for ``stream_options.include_usage`` is asked for
+it upstream and the usage is hidden from the caller (:mod:`chatprovider.domain.stream_usage`).
+
+A settlement runs to its end even when the client's disconnect cancels the handler: it is a
+task the handler waits for, shielded from that cancellation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from chatprovider.counters.gate import Admission, QuotaGate
+from chatprovider.domain.apis import Operation
+from chatprovider.domain.quota.demand import (
+    Demand,
+    ReservationPolicy,
+    charged_demand,
+    cut_stream_demand,
+    demand_of,
+)
+from chatprovider.domain.quota.limits import applicable_limits
+from chatprovider.domain.quota.subjects import CallerIdentity
+from chatprovider.domain.request_body import RequestBody
+from chatprovider.domain.routing import ProviderRef
+from chatprovider.domain.stream_usage import request_usage
+from chatprovider.quotas import QuotaIndex
+from chatprovider.relay.catalog import CatalogCache
+from chatprovider.relay.exchange import Exchange
+
+__all__ = ["Metering", "attempt_charge"]
+
+log = logging.getLogger(__name__)
+
+
+def attempt_charge(reserved: Demand, exchange: Exchange, answered: bool) -> Demand:
+    """What an attempt that ``reserved`` is charged, by how it ended (the table above):
+    ``answered`` says whether the handler returned an answer rather than raising."""
+    if exchange.prepared and not exchange.completed:
+        return cut_stream_demand(reserved, exchange.usage, exchange.relayed_tokens)
+    return charged_demand(reserved, exchange.usage, answered=answered or exchange.prepared)
+
+
+class Metering:
+    """The quotas of one relay: its index of ChatQuotas, and the gate to the counters."""
+
+    def __init__(self, quotas: QuotaIndex, gate: QuotaGate, catalog: CatalogCache,
+                 policy: ReservationPolicy | None = None) -> None:
+        self._quotas, self._gate, self._catalog = quotas, gate, catalog
+        self._policy = policy or ReservationPolicy()
+        self._settling: set[asyncio.Task[bool]] = set()
+
+    @asynccontextmanager
+    async def metered(self, caller: CallerIdentity, provider: ProviderRef,
+                      operation: Operation, body: RequestBody,
+                      exchange: Exchange) -> AsyncIterator[RequestBody]:
+        """Admit one attempt of ``caller`` at ``provider`` (raises OpenAIError 429/503), yield
+        the body to send upstream, and settle when the attempt is over."""
+        exchange.quota_headers, exchange.hide_usage = {}, False
+        view = self._catalog.view(provider)
+        limits = applicable_limits(self._quotas.in_namespace(provider.namespace), caller,
+                                   provider, view.labels if view is not None else {})
+        if not limits:
+            yield body
+            return
+        demand = demand_of(operation, body.members, self._policy)
+        admission = await self._gate.admit(limits, demand)
+        if admission.reservation is None:  # failing open: uncounted
+            yield body
+            return
+        exchange.quota_headers = dict(admission.headers)
+        sent = request_usage(operation, body)
+        exchange.hide_usage = sent is not None
+        answered = False
+        try:
+            yield sent or body
+            answered = True
+        finally:
+            await self._settle(admission, attempt_charge(demand, exchange, answered))
+
+    async def _settle(self, admission: Admission, charged: Demand) -> None:
+        task = asyncio.ensure_future(self._gate.settle(admission, charged))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for the settlements still running (at shutdown)."""
+        if self._settling:
+            await asyncio.gather(*self._settling, return_exceptions=True)
