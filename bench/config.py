@@ -30,7 +30,7 @@ class BenchConfig:
     """What ``code`` holds (a commit id, or ``worktree``)."""
     pin: bool = True
     """Pin the proxy under test to CPU 1 and the load generator + upstreams to CPU 0."""
-    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9"})
+    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"})
     # 1. added latency, one request at a time
     seq_rounds: int = 20
     seq_per_round: int = 100

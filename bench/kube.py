@@ -15,7 +15,7 @@ from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.kube.client import ApiError, KubeClient
 
 __all__ = ["ReadyWatch", "Writes", "apiserver_writes", "create_namespace", "create_providers",
-           "provider", "put_secret", "resource_versions"]
+           "create_quota", "delete_quota", "provider", "put_secret", "resource_versions"]
 
 KEY_SECRET = "bench-key"
 
@@ -62,6 +62,20 @@ async def resource_versions(kube: KubeClient, namespace: str) -> dict[str, str]:
     listing = await kube.get(_providers_path(namespace))
     return {item["metadata"]["name"]: str(item["metadata"]["resourceVersion"])
             for item in listing.get("items") or []}
+
+
+def _quota_path(namespace: str, name: str = "") -> str:
+    return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/chatquotas" + \
+        (f"/{name}" if name else "")
+
+
+async def create_quota(kube: KubeClient, body: dict[str, Any]) -> None:
+    await kube.create(_quota_path(body["metadata"]["namespace"]), body)
+
+
+async def delete_quota(kube: KubeClient, body: dict[str, Any]) -> None:
+    meta = body["metadata"]
+    await kube.request("DELETE", _quota_path(meta["namespace"], meta["name"]))
 
 
 async def create_providers(kube: KubeClient, bodies: Iterable[dict[str, Any]],

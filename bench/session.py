@@ -135,6 +135,8 @@ class Session:
         u = self.upstreams
         bodies = [k.provider(RELAY_NS, "fast", f"{u['fast'].base}/v1"),
                   k.provider(RELAY_NS, "paced", f"{u['paced'].base}/v1")]
+        if "10" in self.cfg.cases:  # the fast upstream again, under case 10's ChatQuota
+            bodies.append(k.provider(RELAY_NS, "fast-quota", f"{u['fast'].base}/v1"))
         bodies += [k.provider(RELAY_NS, f"slow-{i}", f"{u['slow'].base}/v1")
                    for i in range(self.cfg.long_providers)]
         return bodies

@@ -95,14 +95,17 @@ class Stack:
              "--health-port", "0"],
             self.logs / f"{tag}.log", cpus=self.cfg.all_cpus, env=self.env(), cwd=ROOT))
 
-    def relay(self, kubeconfig: Path, namespace: str) -> tuple[Proc, int]:
-        """``chatprovider relay`` (the relay alone), pinned like every proxy under test."""
+    def relay(self, kubeconfig: Path, namespace: str, *extra: str, tag: str = "relay"
+              ) -> tuple[Proc, int]:
+        """``chatprovider relay`` (the relay alone, with ``extra`` flags), pinned like every
+        proxy under test."""
         port = free_port()
         proc = self._start(Proc(
-            "relay",
+            tag,
             [self.chatprovider, "relay", "--kubeconfig", str(kubeconfig), "-n", namespace,
-             "--relay-auth", "none", "--relay-host", "127.0.0.1", "--relay-port", str(port)],
-            self.logs / "relay.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+             "--relay-auth", "none", "--relay-host", "127.0.0.1", "--relay-port", str(port),
+             *extra],
+            self.logs / f"{tag}.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
             env=self.env(), cwd=ROOT))
         wait_http(f"http://127.0.0.1:{port}/readyz", 60, proc)
         return proc, port

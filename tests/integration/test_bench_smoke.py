@@ -45,7 +45,10 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((results / "results.json").read_text())
     r = data["results"]
-    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"}
+    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}
+    # 10: requests under a quota, counters in memory and in Redis, beside ungoverned ones
+    assert all(r["10"][name]["n"] > 0 and r["10"][name]["errors"] == 0
+               for name in ("memory", "memory+quota", "redis", "redis+quota"))
     # 1, 2: every request answered, on both paths
     assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
     assert all(r["1"][ref]["n"] > 0 for ref in ("nginx", "litellm"))  # same-run references
