@@ -9,13 +9,20 @@ from pathlib import Path
 
 import click
 
-from chatprovider.api.v1alpha1 import TLS, ChatProviderSpec, Discovery, Timeouts, Verification
+from chatprovider.api.v1alpha1 import (
+    TLS,
+    ChatProviderSpec,
+    Discovery,
+    ServerType,
+    Timeouts,
+    Verification,
+)
 from chatprovider.cli.options import egress_policy
 from chatprovider.controller.prober import ProbeRequest, endpoint_of, probe
 from chatprovider.domain.conditions import Reason
 from chatprovider.domain.egress import EgressPolicy, parse_ip
 from chatprovider.domain.endpoint import InvalidEndpoint, resolve_endpoint
-from chatprovider.domain.probe import CallOutcome, assess
+from chatprovider.domain.probe import MODELS_ROUTE, CallOutcome, assess
 from chatprovider.upstream.transport import Transports
 
 __all__ = ["HINTS", "check"]
@@ -112,6 +119,10 @@ def _dns(host: str, port: int, policy: EgressPolicy) -> None:
 @click.option("--static-model", "static", metavar="MODEL", multiple=True,
               help="A model to offer when the server has no GET /v1/models (like "
               "spec.models.static; repeatable).")
+@click.option("--server-type", type=click.Choice([t.value for t in ServerType]),
+              default=ServerType.GENERIC.value, show_default=True,
+              help="The kind of server (like spec.serverType): ollama and tgi add their own "
+              "model list where GET /v1/models is missing.")
 @click.option("--ca-file", type=click.Path(exists=True, dir_okay=False),
               help="PEM file of the CAs to trust instead of the system's (like "
               "spec.tls.caBundle).")
@@ -127,7 +138,7 @@ def _dns(host: str, port: int, policy: EgressPolicy) -> None:
               help="These addresses may never be connected to, as the operator's --egress-deny. "
               "Link-local and cloud metadata addresses are denied unless allowed.")
 def check(url: str, api_key_env: str | None, model: str | None, static: tuple[str, ...],
-          ca_file: str | None, insecure_skip_verify: bool, timeout: str,
+          server_type: str, ca_file: str | None, insecure_skip_verify: bool, timeout: str,
           egress_allow: tuple[str, ...], egress_deny: tuple[str, ...]) -> None:
     """Probe URL step by step exactly as the operator does (resolve, connect, GET /v1/models,
     optionally a test message), print the conditions it would write and what to do about a
@@ -141,7 +152,7 @@ def check(url: str, api_key_env: str | None, model: str | None, static: tuple[st
       chatprovider check http://localhost:11434
       VLLM_KEY=... chatprovider check http://gpu-box:8000/v1 --api-key-env VLLM_KEY
       chatprovider check https://llm.corp.example/v1 --ca-file corp-ca.pem --model gpt-4o
-      chatprovider check http://tgi:8080 --static-model tgi
+      chatprovider check http://tgi:8080 --server-type tgi
     """
     policy = egress_policy(egress_allow, egress_deny)
     key = os.environ.get(api_key_env) if api_key_env else None
@@ -149,7 +160,7 @@ def check(url: str, api_key_env: str | None, model: str | None, static: tuple[st
         raise click.BadParameter(f"${api_key_env} is empty or unset", param_hint="--api-key-env")
     try:
         spec = ChatProviderSpec(
-            endpoint=url, models={"static": list(static)},
+            endpoint=url, server_type=ServerType(server_type), models={"static": list(static)},
             discovery=Discovery(), timeouts=Timeouts(connect=timeout, request=timeout),
             verification=Verification(enabled=bool(model), model=model),
             tls=TLS(insecure_skip_verify=insecure_skip_verify))
@@ -174,7 +185,8 @@ def check(url: str, api_key_env: str | None, model: str | None, static: tuple[st
                                  transports, 4 << 20)
         finally:
             await transports.close()
-        _call_line("GET models", result.models_call)
+        _call_line("GET models" if result.models_route == MODELS_ROUTE else result.models_route,
+                   result.models_call)
         _call_line("test message", result.verify_call)
         assessment = assess(result)
         click.secho("conditions the operator would write:", bold=True)
