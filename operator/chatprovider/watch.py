@@ -9,6 +9,10 @@ registry), and each is a thin adapter: ChatProvider events go to an observer (th
 reconciler, or the relay's feed). Only ``on.event`` is used: it stores nothing on the objects
 (no ``last-handled-configuration`` annotation, no finalizer), so the status the operator applies
 is its only write, and deleting a provider is never blocked.
+
+Other resources of the API group that a process needs to know before it serves (the relay's
+ChatQuotas) are passed as ``others``, a mapping of plural to observer: they are listed with the
+providers (so :meth:`ProviderWatch.synced` waits for them too) and watched by the same kopf.
 """
 
 from __future__ import annotations
@@ -92,8 +96,10 @@ class KopfLogin:
 
 
 def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int],
-                        settings: OperatorSettings | None = None) -> kopf.OperatorRegistry:
-    """A registry whose ChatProvider events go to ``observe(event_type, body)``."""
+                        settings: OperatorSettings | None = None,
+                        others: Mapping[str, Observer] | None = None) -> kopf.OperatorRegistry:
+    """A registry whose ChatProvider events go to ``observe(event_type, body)``, and the events
+    of each plural of ``others`` (same group and version) to its observer."""
     registry = kopf.OperatorRegistry()
     ours = settings
 
@@ -110,6 +116,13 @@ def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Call
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def _on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         observe(type or "ADDED", body)
+
+    for plural, observer in (others or {}).items():
+        async def _on_other(type: str | None, body: kopf.Body, _observer: Observer = observer,
+                      **_: Any) -> None:
+            _observer(type or "ADDED", body)
+
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-events")(_on_other)
 
     @kopf.on.probe(id="providers", registry=registry)
     async def _providers(**_: Any) -> int:
@@ -136,14 +149,20 @@ async def run_kopf(registry: kopf.OperatorRegistry, settings: OperatorSettings,
     )
 
 
-def _log_list_failure(exc: Exception, said: set[str]) -> None:
+def _log_list_failure(exc: Exception, said: set[str], plural: str = PLURAL) -> None:
     """Say each kind of start-up failure once, as a warning with what to do, then retry
     quietly: a missing CRD, an API server that cannot be reached or refuses us. A CRD's storage
     that is still initialising (429, for a moment after the CRD is applied) is expected: INFO."""
     if isinstance(exc, ApiError) and exc.status == 429:
         log.info("ChatProviders are not served yet (%s); retrying", exc)
         return
-    if isinstance(exc, ApiError) and exc.status == 404:
+    if isinstance(exc, ApiError) and exc.status == 404 and plural != PLURAL:
+        kind = f"crd-{plural}"
+        message = (f"the CRD of {plural}.{GROUP} is not installed in this cluster: install "
+                   "every CRD of the release (the Helm chart, or `kubectl apply --server-side "
+                   "-f crds/`); waiting for it, not ready until then (the relay never serves "
+                   "before it knows the quotas)")
+    elif isinstance(exc, ApiError) and exc.status == 404:
         kind = "crd"
         message = ("the ChatProvider CRD is not installed in this cluster: install it with "
                    "`chatprovider crd | kubectl apply --server-side -f -` (or the Helm chart); "
@@ -165,18 +184,29 @@ class ProviderWatch:
 
     def __init__(self, settings: OperatorSettings, config: KubeConfig, kube: KubeClient,
                  objects: ReferencedObjects, observe: Observer,
-                 liveness: Callable[[], int]) -> None:
+                 liveness: Callable[[], int],
+                 others: Mapping[str, Observer] | None = None) -> None:
         self._settings, self._kube, self._objects = settings, kube, objects
         self._observe = observe
-        self._watched: set[ProviderRef] = set()  # the providers the watch delivered
-        self._registry = build_kopf_registry(self._from_watch, config=config,
-                                             liveness=liveness, settings=settings)
+        self._others = dict(others or {})
+        # What the watch delivered already, by plural (an older listed copy must not win).
+        self._watched: dict[str, set[ProviderRef]] = {p: set() for p in [PLURAL, *self._others]}
+        self._registry = build_kopf_registry(
+            self._from_watch, config=config, liveness=liveness, settings=settings,
+            others={p: self._other_from_watch(p, o) for p, o in self._others.items()})
         self.listed = asyncio.Event()
         self._synced = False
+        self._listing = PLURAL  # what list_once is listing (for its failure's message)
 
     def _from_watch(self, event_type: str, body: Mapping[str, Any]) -> None:
-        self._watched.add(ref_of(body))
+        self._watched[PLURAL].add(ref_of(body))
         self._observe(event_type, body)
+
+    def _other_from_watch(self, plural: str, observe: Observer) -> Observer:
+        def observer(event_type: str, body: Mapping[str, Any]) -> None:
+            self._watched[plural].add(ref_of(body))
+            observe(event_type, body)
+        return observer
 
     def synced(self) -> bool:
         """Latched: once everything was loaded, a provider added later that references a new
@@ -185,21 +215,31 @@ class ProviderWatch:
             self._synced = self.listed.is_set() and self._objects.loaded()
         return self._synced
 
-    async def list_once(self) -> int:
-        """List every ChatProvider in scope and observe each; the number listed."""
-        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{PLURAL}"
-                 for ns in self._settings.namespaces] or [f"/apis/{GROUP}/{VERSION}/{PLURAL}"]
+    async def _list(self, plural: str) -> list[dict[str, Any]]:
+        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}"
+                 for ns in self._settings.namespaces] or [f"/apis/{GROUP}/{VERSION}/{plural}"]
         bodies: list[dict[str, Any]] = []
         for path in paths:
             bodies.extend((await self._kube.get(path)).get("items") or [])
-        for body in bodies:
-            # kopf's own list and watch run beside this list and may have delivered a newer
-            # version (or the deletion) already; an older listed copy must not overwrite it,
-            # and every later change comes through the watch anyway.
-            if ref_of(body) not in self._watched:
-                self._observe("ADDED", body)
+        return bodies
+
+    async def list_once(self) -> int:
+        """List every ChatProvider in scope (and every object of ``others``) and observe each;
+        the number of providers listed."""
+        listed: dict[str, list[dict[str, Any]]] = {}
+        for plural in [PLURAL, *self._others]:
+            self._listing = plural
+            listed[plural] = await self._list(plural)
+        observers = {PLURAL: self._observe, **self._others}
+        for plural, bodies in listed.items():
+            for body in bodies:
+                # kopf's own list and watch run beside this list and may have delivered a newer
+                # version (or the deletion) already; an older listed copy must not overwrite it,
+                # and every later change comes through the watch anyway.
+                if ref_of(body) not in self._watched[plural]:
+                    observers[plural]("ADDED", body)
         self.listed.set()
-        return len(bodies)
+        return len(listed[PLURAL])
 
     async def _list_until_done(self, stop: asyncio.Event) -> None:
         delay, said = 0.5, set[str]()
@@ -209,7 +249,7 @@ class ProviderWatch:
             except asyncio.CancelledError:
                 raise
             except (ApiError, OSError, TimeoutError) as exc:  # the API server is not there yet
-                _log_list_failure(exc, said)
+                _log_list_failure(exc, said, self._listing)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):
                         await stop.wait()
