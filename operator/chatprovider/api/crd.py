@@ -1,8 +1,8 @@
 """The CustomResourceDefinitions of ``ai.chatprovider.dev``, built from the models.
 
-:data:`RESOURCES` lists them (``chatproviders``, ``chatquotas``, ``chatmodels``); each is generated into its own
-file. The module-level :data:`CRD_NAME`, :func:`build_crd` and :func:`render` are the
-ChatProvider's.
+:data:`RESOURCES` lists them (``chatproviders``, ``chatquotas``, ``chatmodels``); each is
+generated into its own file. The module-level :data:`CRD_NAME`, :func:`build_crd` and
+:func:`render` are the ChatProvider's.
 
 ``chatprovider crd`` prints it; ``python -m chatprovider_tools.generators.crd`` (``make crds``)
 writes the committed copies and checks that they are current.
@@ -31,8 +31,8 @@ from chatprovider.api.quota import QUOTA_KIND, QUOTA_PLURAL, ChatQuota
 from chatprovider.api.schema import resource_schema
 from chatprovider.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, ChatProvider
 
-__all__ = ["CHAT_MODEL", "CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER", "RESOURCES",
-           "Resource", "build_crd", "render"]
+__all__ = ["CHAT_MODEL", "CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER",
+           "RESOURCES", "Resource", "build_crd", "render"]
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"

@@ -123,10 +123,12 @@ def backend_reason(namespace: str, provider: str, model: str, catalog: Catalog) 
     return BackendReason.USABLE
 
 
-def plan(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog, draw: float
-         ) -> tuple[Route, ...]:
+def plan(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog, draw: float,
+         origin: ProviderRef | None = None) -> tuple[Route, ...]:
     """The routes of one request to the ChatModel ``ref``, in the order to try them; raises
-    :class:`ChatModelNotReady` when none is usable. ``draw`` in [0, 1) picks the first."""
+    :class:`ChatModelNotReady` when none is usable. ``draw`` in [0, 1) picks the first; a
+    usable backend on ``origin`` (the provider that made the Responses answer a call
+    continues) goes first instead."""
     ns = ref.namespace
 
     def usable(provider: str, model: str) -> bool:
@@ -151,7 +153,8 @@ def plan(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog, draw: float
             routes.append(route)
     if not routes:
         raise ChatModelNotReady(f"no backend of model {ref} is usable right now")
-    return tuple(routes)
+    pinned = [r for r in routes if r.provider == origin]
+    return tuple(pinned[:1] + [r for r in routes if r not in pinned[:1]])
 
 
 def resolve(model: str, found: tuple[ChatModelRef, ...], may_use: Mapping[ChatModelRef, bool]

@@ -1,6 +1,6 @@
 """The standalone relay process (``chatprovider relay``): the ChatProvider watch and the relay,
 in one event loop. It only reads; every replica serves, and each is ready (``/readyz``) once it
-has listed the providers and read the Secrets they reference."""
+has listed the providers and the ChatModels and read the Secrets the providers reference."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from chatprovider.api.chatmodel import CHATMODEL_PLURAL
 from chatprovider.feed import Feed
 from chatprovider.kube import KubeClient, KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
@@ -49,7 +50,8 @@ class RelayApp:
             feed.observe(event_type, body)
 
         watch = ProviderWatch(s, config, kube, objects, observe,
-                              liveness=lambda: len(self.registry))
+                              liveness=lambda: len(self.registry),
+                              others={CHATMODEL_PLURAL: self.registry.chat_models.observe})
         self.relay = Relay(self.relay_settings, self.registry, objects, transports, kube,
                            ready=watch.synced, refresh_annotation=s.refresh_annotation)
         await self.relay.start()

@@ -144,3 +144,11 @@ def test_status_not_ready_and_written_only_when_it_changed() -> None:
     again = chat_model_status("team-a", SPLIT, 1, status, none, NOW + dt.timedelta(hours=1))
     assert not needs_model_write(status, again)
     assert needs_model_write(status, chat_model_status("team-a", SPLIT, 1, status, BOTH, NOW))
+
+
+def test_a_continued_response_goes_to_its_origin_first() -> None:
+    origin = ProviderRef("team-a", "green")
+    assert plan(REF, SPLIT, BOTH, 0.0, origin) == (
+        route("green", "llama3.1"), route("blue", "llama3"), route("hosted", "gpt"))
+    assert plan(REF, SPLIT, BOTH, 0.0, ProviderRef("team-b", "green"))[0] == \
+        route("blue", "llama3")
