@@ -228,3 +228,18 @@ def test_use_on_the_chat_model_alone_is_enough_and_without_it_nothing_is_reveale
         listed = http.get(f"{stack.relay_url}/models",
                           headers={"Authorization": f"Bearer {stranger}"}).json()["data"]
         assert listed == []
+
+
+def test_the_api_server_refuses_a_chat_model_that_could_take_no_traffic(
+        chatprovider_crd, chat_models) -> None:
+    with pytest.raises(k8s_client.ApiException) as refused:
+        chat_models.create("idle", {"backends": [{"provider": "a", "model": LLAMA,
+                                                  "weight": 0}]})
+    assert refused.value.status == 422
+    assert "at least one backend needs a weight above 0, or set failover" in refused.value.body
+    with pytest.raises(k8s_client.ApiException) as twice:
+        chat_models.create("twice", {"backends": [{"provider": "a", "model": LLAMA},
+                                                  {"provider": "a", "model": LLAMA}]})
+    assert twice.value.status == 422 and "Duplicate value" in twice.value.body
+    chat_models.create("standby", {"backends": [{"provider": "a", "model": LLAMA, "weight": 0}],
+                                   "failover": [{"provider": "b", "model": LLAMA}]})
