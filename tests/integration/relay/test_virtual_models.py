@@ -15,12 +15,14 @@ import httpx
 import pytest
 from kubernetes import client as k8s_client
 from tests.conftest import RELAY_AUDIENCE
-from tests.integration.controller.conftest import Providers, wait_for
+from tests.integration.controller.conftest import OperatorThread, Providers, wait_for
 from tests.integration.operator_stack import OperatorStack
 
 from chatprovider.relay import RelaySettings
-from chatprovider.settings import AuthMode
+from chatprovider.settings import AuthMode, OperatorSettings
 from chatprovider_tools.devserver import DevServer
+
+from .test_passive_health import SeparateRelay
 
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
 MSG = [{"role": "user", "content": "hello"}]
@@ -243,3 +245,26 @@ def test_the_api_server_refuses_a_chat_model_that_could_take_no_traffic(
     assert twice.value.status == 422 and "Duplicate value" in twice.value.body
     chat_models.create("standby", {"backends": [{"provider": "a", "model": LLAMA, "weight": 0}],
                                    "failover": [{"provider": "b", "model": LLAMA}]})
+
+
+def test_a_separate_relay_routes_a_chat_model_the_operator_reports(
+        kubeconfig, chatprovider_crd, providers, chat_models, namespace) -> None:
+    """``chatprovider relay`` apart from the operator (the chart's separate mode): its own watch
+    knows the ChatModel, the operator writes the status."""
+    operator = OperatorThread(OperatorSettings(kubeconfig=str(kubeconfig),
+                                               namespaces=(namespace,), relay=False)).start()
+    relay = SeparateRelay(kubeconfig, namespace).start()  # auth mode none
+    try:
+        with DevServer("vllm") as upstream, httpx.Client(timeout=30, trust_env=False) as http:
+            providers.create("vllm", hourly(upstream.url))
+            providers.wait_reason("vllm", "Ready")
+            chat_models.create("llama3", {"backends": [{"provider": "vllm", "model": LLAMA}]})
+            ready = wait_for(lambda: chat_models.ready("llama3"), what="the ChatModel's status")
+            assert (ready["status"], ready["reason"]) == ("True", "BackendsUsable")
+            answer = wait_for(lambda: (r := chat(http, relay.relay_url, "unused", "llama3"))
+                              .status_code == 200 and r, what="the relay routes the ChatModel")
+            assert answer.headers["X-ChatProvider"] == f"{namespace}/vllm"
+            assert upstream.requests[-1].model == LLAMA  # the backend's model id, not llama3
+    finally:
+        relay.stop()
+        operator.stop()
