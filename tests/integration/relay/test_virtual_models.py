@@ -216,6 +216,9 @@ def test_use_on_the_chat_model_alone_is_enough_and_without_it_nothing_is_reveale
     with httpx.Client(timeout=30, trust_env=False) as http:
         wait_for(lambda: chat(http, stack.relay_url, token, "llama3").status_code == 200,
                  what="the grant in force")
+        one = http.get(f"{stack.relay_url}/models/{namespace}/llama3",
+                       headers={"Authorization": f"Bearer {token}"})
+        assert one.status_code == 200 and one.json()["id"] == f"{namespace}/llama3"
         # the app may use the ChatModel, not the providers behind it
         direct = chat(http, stack.relay_url, token, f"{namespace}/blue/{LLAMA}")
         assert direct.status_code == 403 and direct.json()["error"]["code"] == \
