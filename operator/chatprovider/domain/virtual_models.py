@@ -56,6 +56,7 @@ __all__ = [
     "plan",
     "resolve",
     "summary",
+    "usable",
 ]
 
 
@@ -155,6 +156,15 @@ def plan(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog, draw: float,
         raise ChatModelNotReady(f"no backend of model {ref} is usable right now")
     pinned = [r for r in routes if r.provider == origin]
     return tuple(pinned[:1] + [r for r in routes if r not in pinned[:1]])
+
+
+def usable(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog) -> bool:
+    """Whether a request to the ChatModel has a route (what ``GET /v1/models`` lists)."""
+    try:
+        plan(ref, spec, catalog, 0.0)
+    except ChatModelNotReady:
+        return False
+    return True
 
 
 def resolve(model: str, found: tuple[ChatModelRef, ...], may_use: Mapping[ChatModelRef, bool]

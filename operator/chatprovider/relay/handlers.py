@@ -9,7 +9,6 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from chatprovider.api.chatmodel import ChatModelSpec
 from chatprovider.domain import routing, virtual_models
 from chatprovider.domain.apis import Operation, offers
 from chatprovider.domain.ejection import routable
@@ -85,7 +84,7 @@ class Handlers:
                                   ) -> list[dict[str, object]]:
         """The usable ChatModels the caller may use, for ``GET /v1/models``."""
         models = self._catalog.chat_models
-        refs = [v.ref for v in models if _usable(v.ref, v.spec, catalog)]
+        refs = [v.ref for v in models if virtual_models.usable(v.ref, v.spec, catalog)]
         allowed = await self._access.allowed(caller, refs)
         return [_chat_model_object(r) for r in refs if allowed.get(r, False)]
 
@@ -279,14 +278,6 @@ def _credentials(request: web.Request) -> str | None:
 def _model_object(chosen: Route) -> dict[str, object]:
     return {"id": chosen.qualified, "object": "model", "created": 0,
             "owned_by": str(chosen.provider), "upstream_id": chosen.model}
-
-
-def _usable(ref: ChatModelRef, spec: ChatModelSpec, catalog: Catalog) -> bool:
-    try:
-        virtual_models.plan(ref, spec, catalog, 0.0)
-    except virtual_models.ChatModelNotReady:
-        return False
-    return True
 
 
 def _chat_model_object(ref: ChatModelRef) -> dict[str, object]:

@@ -19,6 +19,7 @@ from chatprovider.domain.virtual_models import (
     parse_chat_model,
     plan,
     resolve,
+    usable,
 )
 
 REF = ChatModelRef("team-a", "llama3")
@@ -152,3 +153,8 @@ def test_a_continued_response_goes_to_its_origin_first() -> None:
         route("green", "llama3.1"), route("blue", "llama3"), route("hosted", "gpt"))
     assert plan(REF, SPLIT, BOTH, 0.0, ProviderRef("team-b", "green"))[0] == \
         route("blue", "llama3")
+
+
+def test_usable_is_having_a_route() -> None:
+    assert usable(REF, SPLIT, BOTH)
+    assert not usable(REF, SPLIT, catalog(("blue", False, ())))
