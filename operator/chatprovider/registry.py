@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
+from chatprovider.chat_models import ChatModels
 from chatprovider.domain.routing import ProviderRef
 from chatprovider.domain.status import ready_condition
 
@@ -100,10 +101,12 @@ def _status(raw: Any) -> ChatProviderStatus:
 
 
 class Registry:
-    """ChatProviders by reference, with a version that moves on every change (a cache key)."""
+    """ChatProviders by reference, with a version that moves on every change (a cache key);
+    ``chat_models`` holds the ChatModels (virtual models) over them."""
 
     def __init__(self) -> None:
         self._views: dict[ProviderRef, ProviderView] = {}
+        self.chat_models = ChatModels()
         self._listeners: list[Callable[[ProviderRef], None]] = []
         self.version = 0
 

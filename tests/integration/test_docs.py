@@ -70,6 +70,9 @@ rules:
 - apiGroups: [ai.chatprovider.dev]
   resources: [chatproviders]
   verbs: [use]
+- apiGroups: [ai.chatprovider.dev]
+  resources: [chatmodels]
+  verbs: [use]
 """
 
 
@@ -181,6 +184,8 @@ class Upstreams:
 
     def __init__(self) -> None:
         self.vllm = DevServer("vllm", api_keys={KEYS["VLLM_API_KEY"]})
+        # the upgraded vLLM of the blue/green recipe (docs/recipes/blue-green.md)
+        self.vllm_next = DevServer("vllm", api_keys={KEYS["VLLM_API_KEY"]})
         self.ollama = DevServer("ollama")
         self.tgi = DevServer("tgi")
         self.tgi.behaviour.models_status = 404  # a TGI without GET /v1/models
@@ -188,7 +193,7 @@ class Upstreams:
                                  models=["gpt-4o-mini", "claude-3-5-haiku", "llama3-local"])
         self.openai = DevServer("generic", api_keys={KEYS["OPENAI_API_KEY"]},
                                 models=["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"])
-        self.all = [self.vllm, self.ollama, self.tgi, self.litellm, self.openai]
+        self.all = [self.vllm, self.vllm_next, self.ollama, self.tgi, self.litellm, self.openai]
 
     def __enter__(self) -> Upstreams:
         for server in self.all:
@@ -204,6 +209,7 @@ class Upstreams:
         return {
             "http://chatprovider-operator-relay.chatprovider-system:8080": relay_base,
             "http://vllm.ml:8000": self.vllm.base_url,
+            "http://vllm-next.ml:8000": self.vllm_next.base_url,
             "http://ollama.ml:11434": self.ollama.base_url,
             "http://tgi.ml:8080": self.tgi.base_url,
             "http://litellm.ml:4000": self.litellm.base_url,

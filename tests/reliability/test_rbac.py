@@ -67,6 +67,15 @@ MATRIX = [
     ("relay", "create", "secrets", "", "", True, False),
     ("relay", "use", "chatproviders", CP, "", True, False),
     ("relay", "delete", "chatproviders", CP, "", True, False),
+    # virtual models: both read ChatModels, only the operator writes their status
+    ("operator", "watch", "chatmodels", CP, "", False, True),
+    ("operator", "patch", "chatmodels", CP, "status", True, True),
+    ("operator", "update", "chatmodels", CP, "", True, False),
+    ("operator", "use", "chatmodels", CP, "", True, False),
+    ("relay", "list", "chatmodels", CP, "", False, True),
+    ("relay", "watch", "chatmodels", CP, "", False, True),
+    ("relay", "patch", "chatmodels", CP, "status", True, False),
+    ("relay", "use", "chatmodels", CP, "", True, False),
 ]
 
 

@@ -162,6 +162,10 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{ include "chatprovider.passiveHealthRules" . }}
 {{- end }}
 {{ include "chatprovider.referencedObjectRules" . }}
+{{ include "chatprovider.chatModelRules" . }}
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatmodels/status"]
+  verbs: ["patch"]
 {{- end }}
 
 {{/* The standalone relay: read providers, the objects they reference and the quotas it
@@ -175,6 +179,15 @@ app.kubernetes.io/component: {{ index . 1 }}
   verbs: ["create"]
 {{ include "chatprovider.passiveHealthRules" . }}
 {{ include "chatprovider.referencedObjectRules" . }}
+{{ include "chatprovider.chatModelRules" . }}
+{{- end }}
+
+{{/* Virtual models (docs/relay.md): both read ChatModels; the operator also writes their
+     status (chatmodels/status: patch, in operatorRules). */}}
+{{- define "chatprovider.chatModelRules" -}}
+- apiGroups: ["ai.chatprovider.dev"]
+  resources: ["chatmodels"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{/* Passive health (docs/relay.md): a relay that takes a provider out of routing asks the

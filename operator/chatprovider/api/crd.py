@@ -1,8 +1,8 @@
 """The CustomResourceDefinitions of ``ai.chatprovider.dev``, built from the models.
 
-:data:`RESOURCES` lists them (``chatproviders``, ``chatquotas``); each is generated into its own
-file. The module-level :data:`CRD_NAME`, :func:`build_crd` and :func:`render` are the
-ChatProvider's.
+:data:`RESOURCES` lists them (``chatproviders``, ``chatquotas``, ``chatmodels``); each is
+generated into its own file. The module-level :data:`CRD_NAME`, :func:`build_crd` and
+:func:`render` are the ChatProvider's.
 
 ``chatprovider crd`` prints it; ``python -m chatprovider_tools.generators.crd`` (``make crds``)
 writes the committed copies and checks that they are current.
@@ -10,7 +10,8 @@ writes the committed copies and checks that they are current.
 Naming decisions:
 
 * short names ``cprov`` (``kubectl get cprov``; ``cp`` would read as ``kubectl cp``) and
-  ``cquota`` (``kubectl get cquota``; ``quota`` is the core ResourceQuota's);
+  ``cquota`` (``kubectl get cquota``; ``quota`` is the core ResourceQuota's) and ``cmodel``
+  (``kubectl get cmodel``);
 * category ``ai`` (``kubectl get ai`` lists every AI-related resource that opts in), but not
   ``all``: a ChatProvider is configuration, like a ConfigMap or a Secret (neither is in
   ``all``), not a workload, and ``kubectl delete all --all``, a common way to clean up a
@@ -25,12 +26,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from chatprovider.api.chatmodel import CHATMODEL_KIND, CHATMODEL_PLURAL, ChatModel
 from chatprovider.api.quota import QUOTA_KIND, QUOTA_PLURAL, ChatQuota
 from chatprovider.api.schema import resource_schema
 from chatprovider.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, ChatProvider
 
-__all__ = ["CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER", "RESOURCES",
-           "Resource", "build_crd", "render"]
+__all__ = ["CHAT_MODEL", "CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER",
+           "RESOURCES", "Resource", "build_crd", "render"]
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
@@ -102,6 +104,29 @@ _QUOTA_COLUMNS: list[dict[str, Any]] = [
     },
     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
 ]
+_MODEL_COLUMNS: list[dict[str, Any]] = [
+    {
+        "name": "Backends",
+        "type": "string",
+        "jsonPath": ".status.summary",
+        "description": "The backends (provider/model=weight, then failover entries) and which"
+                       " are not usable.",
+    },
+    {
+        "name": "Ready",
+        "type": "string",
+        "jsonPath": f"{_READY}.status",
+        "description": "Whether at least one backend is usable.",
+    },
+    {
+        "name": "Reason",
+        "type": "string",
+        "jsonPath": f"{_READY}.reason",
+        "description": "Why the model is (not) ready.",
+        "priority": 1,
+    },
+    {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+]
 
 
 @dataclass(frozen=True)
@@ -164,8 +189,10 @@ CHAT_PROVIDER = Resource(KIND, PLURAL, ChatProvider, "cprov", tuple(_PRINTER_COL
                          "api/v1alpha1.py")
 CHAT_QUOTA = Resource(QUOTA_KIND, QUOTA_PLURAL, ChatQuota, "cquota", tuple(_QUOTA_COLUMNS),
                       "api/quota.py")
+CHAT_MODEL = Resource(CHATMODEL_KIND, CHATMODEL_PLURAL, ChatModel, "cmodel",
+                      tuple(_MODEL_COLUMNS), "api/chatmodel.py")
 #: Every CRD of the API group, each generated into its own file.
-RESOURCES: tuple[Resource, ...] = (CHAT_PROVIDER, CHAT_QUOTA)
+RESOURCES: tuple[Resource, ...] = (CHAT_PROVIDER, CHAT_QUOTA, CHAT_MODEL)
 
 
 def build_crd() -> dict[str, Any]:

@@ -13,7 +13,9 @@ import logging
 import os
 from collections.abc import Awaitable, Callable
 
+from chatprovider.api.chatmodel import CHATMODEL_PLURAL
 from chatprovider.api.quota import QUOTA_PLURAL
+from chatprovider.controller.chat_model_status import ChatModelStatusWriter
 from chatprovider.controller.leader import LeaderElector, LeaseTiming
 from chatprovider.controller.quota_status import QuotaStatusWriter
 from chatprovider.controller.reconciler import Reconciler
@@ -71,6 +73,7 @@ class OperatorApp:
         self.counters = counters if counters is not None else open_store(settings)
         self.quota_status: QuotaStatusWriter | None = None
         self.quotas = QuotaIndex()
+        self.chat_model_status: ChatModelStatusWriter | None = None
 
     async def run(self, stop_flag: asyncio.Event) -> None:
         s = self.settings
@@ -93,7 +96,9 @@ class OperatorApp:
                                      EventRecorder(kube, instance=me, may_post=may_write))
         self.watch = ProviderWatch(s, config, kube, objects, self.reconciler.observe,
                                    liveness=lambda: len(self.registry),
-                                   others={QUOTA_PLURAL: self.quotas.observe})
+                                   others={QUOTA_PLURAL: self.quotas.observe,
+                                           CHATMODEL_PLURAL: self.registry.chat_models.observe})
+        self.chat_model_status = ChatModelStatusWriter(kube, self.registry, may_write=may_write)
         self.quota_status = self._quota_status_writer(kube, may_write)
         stop_relay: Callable[[], Awaitable[None]] | None = None
         watch_stop = asyncio.Event()
@@ -152,12 +157,20 @@ class OperatorApp:
         """What the leader does: check providers, and keep the quotas' status current."""
         assert self.reconciler is not None and self.quota_status is not None
         quotas = asyncio.create_task(self.quota_status.run(), name="quota status")
+        models = self._chat_model_status_task()
         try:
             await self.reconciler.run()
         finally:
             quotas.cancel()
+            models.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await quotas
+            with contextlib.suppress(asyncio.CancelledError):
+                await models
+
+    def _chat_model_status_task(self) -> asyncio.Task[None]:
+        assert self.chat_model_status is not None
+        return asyncio.create_task(self.chat_model_status.run(), name="chat model status")
 
     async def _lead(self, stop: asyncio.Event) -> None:
         """Lead while this replica holds the Lease (always, without leader election)."""

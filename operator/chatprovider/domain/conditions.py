@@ -27,6 +27,7 @@ __all__ = [
     "ConditionStatus",
     "ConditionType",
     "DesiredCondition",
+    "ModelReason",
     "QuotaReason",
     "Reason",
     "merge_conditions",
@@ -115,13 +116,21 @@ class QuotaReason(StrEnum):
     COUNTERS_IN_RELAY_MEMORY = "CountersInRelayMemory"
 
 
+class ModelReason(StrEnum):
+    """Every reason the operator writes on a ChatModel (docs/relay.md, "Virtual models")."""
+
+    BACKENDS_USABLE = "BackendsUsable"
+    SOME_BACKENDS_USABLE = "SomeBackendsUsable"
+    NO_BACKEND_USABLE = "NoBackendUsable"
+
+
 @dataclass(frozen=True)
 class DesiredCondition:
     """A condition as computed from a probe, before timestamps are attached."""
 
     type: ConditionType
     status: ConditionStatus
-    reason: Reason | QuotaReason
+    reason: Reason | QuotaReason | ModelReason
     message: str
 
 

@@ -1,7 +1,8 @@
-"""The standalone relay process (``chatprovider relay``): the ChatProvider and ChatQuota watch
-and the relay, in one event loop. It only reads; every replica serves, and each is ready
-(``/readyz``) once it has listed the providers and the quotas and read the Secrets the providers
-reference (a replica that started must never admit traffic no quota limits)."""
+"""The standalone relay process (``chatprovider relay``): the watch of ChatProviders, ChatQuotas
+and ChatModels, and the relay, in one event loop. It reads (its one write: passive health's
+refresh annotation); every replica serves, and each is ready (``/readyz``) once it has listed the
+providers, the quotas and the ChatModels and read the Secrets the providers reference (a replica
+that started must never admit traffic no quota limits)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from chatprovider.api.chatmodel import CHATMODEL_PLURAL
 from chatprovider.api.quota import QUOTA_PLURAL
 from chatprovider.counters import QuotaGate, open_store
 from chatprovider.feed import Feed
@@ -55,7 +57,8 @@ class RelayApp:
 
         watch = ProviderWatch(s, config, kube, objects, observe,
                               liveness=lambda: len(self.registry),
-                              others={QUOTA_PLURAL: self.quotas.observe})
+                              others={QUOTA_PLURAL: self.quotas.observe,
+                                      CHATMODEL_PLURAL: self.registry.chat_models.observe})
         store = open_store(s)
         self.relay = Relay(self.relay_settings, self.registry, objects, transports, kube,
                            ready=watch.synced, refresh_annotation=s.refresh_annotation,

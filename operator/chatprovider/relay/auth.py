@@ -4,7 +4,8 @@
 audiences (the review's ``status.audiences`` must name one of them, so a token valid against the
 API server is refused and the relay never holds one), each provider with a SubjectAccessReview
 (verb ``use``, group ``ai.chatprovider.dev``, resource ``chatproviders``, the provider's namespace
-and name, with the caller's user, uid, groups and extra). Answers are cached briefly
+and name, with the caller's user, uid, groups and extra), and each ChatModel (virtual model) the
+same way with resource ``chatmodels``. Answers are cached briefly
 (:class:`~chatprovider.relay.cache.TTLCache`), tokens by their SHA-256 only and never past the
 token's ``exp``. ``none`` mode: every caller is anonymous and may use everything.
 
@@ -23,11 +24,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
+from chatprovider.api.chatmodel import CHATMODEL_PLURAL
 from chatprovider.api.v1alpha1 import GROUP, PLURAL
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.routing import ProviderRef
+from chatprovider.domain.virtual_models import ChatModelRef
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.relay.cache import TTLCache
 from chatprovider.settings import RelaySettings
@@ -41,6 +44,9 @@ _TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _ACCESS_REVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 _CONCURRENT_REVIEWS = 16
 _REFUSAL_TTL = 2.0  # seconds a refusal (TokenReview or SubjectAccessReview) is cached
+
+#: What a caller is authorized to ``use``: a ChatProvider, or a ChatModel.
+Grant = TypeVar("Grant", ProviderRef, ChatModelRef)
 
 
 @dataclass(frozen=True)
@@ -71,9 +77,9 @@ class Access(Protocol):
         """The caller behind an ``Authorization`` header; raises OpenAIError (401/503)."""
         ...
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
-                      ) -> dict[ProviderRef, bool]:
-        """Which of ``providers`` the caller may use; raises OpenAIError (503)."""
+    async def allowed(self, caller: Caller, providers: Iterable[Grant]) -> dict[Grant, bool]:
+        """Which of ``providers`` (ChatProviders, or ChatModels) the caller may use; raises
+        OpenAIError (503)."""
         ...
 
 
@@ -83,8 +89,7 @@ class OpenAccess:
     async def authenticate(self, authorization: str | None) -> Caller:
         return ANONYMOUS
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
-                      ) -> dict[ProviderRef, bool]:
+    async def allowed(self, caller: Caller, providers: Iterable[Grant]) -> dict[Grant, bool]:
         return dict.fromkeys(providers, True)
 
 
@@ -139,7 +144,7 @@ class KubernetesAccess:
         self._tokens: TTLCache[str, Caller | None] = TTLCache(
             settings.token_cache_ttl, settings.auth_cache_size)
         self._token_ttl = settings.token_cache_ttl
-        self._access: TTLCache[tuple[str, ProviderRef], bool] = TTLCache(
+        self._access: TTLCache[tuple[str, ProviderRef | ChatModelRef], bool] = TTLCache(
             settings.access_cache_ttl, settings.auth_cache_size)
         self._reviews = asyncio.Semaphore(_CONCURRENT_REVIEWS)
         allowed_ttl = settings.access_cache_ttl
@@ -179,25 +184,28 @@ class KubernetesAccess:
                       tuple(str(g) for g in user.get("groups") or ()), extra,
                       expires_at=token_expiry(token))
 
-    async def allowed(self, caller: Caller, providers: Iterable[ProviderRef]
-                      ) -> dict[ProviderRef, bool]:
+    async def allowed(self, caller: Caller, providers: Iterable[Grant]) -> dict[Grant, bool]:
         keys = list(dict.fromkeys(providers))
         identity = caller.cache_key
         answers = await asyncio.gather(*(self._allowed(caller, identity, key) for key in keys))
         return dict(zip(keys, answers, strict=True))
 
-    async def _allowed(self, caller: Caller, identity: str, key: ProviderRef) -> bool:
+    async def _allowed(self, caller: Caller, identity: str, key: ProviderRef | ChatModelRef
+                       ) -> bool:
         # A refusal is kept briefly, so a new RoleBinding takes effect within seconds.
         return await self._access.get((identity, key), lambda: self._review_access(caller, key),
                                       ttl=self._access_ttl)
 
-    async def _review_access(self, caller: Caller, key: ProviderRef) -> bool:
+    async def _review_access(self, caller: Caller, key: ProviderRef | ChatModelRef) -> bool:
+        # The key's type is part of the cache key too: a ChatModel and a ChatProvider of the
+        # same namespace and name are authorized apart.
+        resource = CHATMODEL_PLURAL if isinstance(key, ChatModelRef) else PLURAL
         spec: dict[str, Any] = {
             "user": caller.username,
             "groups": list(caller.groups),
             "resourceAttributes": {
                 "namespace": key.namespace, "verb": "use", "group": GROUP,
-                "resource": PLURAL, "name": key.name,
+                "resource": resource, "name": key.name,
             },
         }
         if caller.uid:

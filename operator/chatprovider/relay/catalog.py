@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatprovider.chat_models import ChatModels
 from chatprovider.domain.routing import Catalog, CatalogEntry, ProviderRef
 from chatprovider.registry import ProviderView, Registry
 
@@ -25,6 +26,11 @@ class CatalogCache:
 
     def view(self, ref: ProviderRef) -> ProviderView | None:
         return self._registry.get(ref)
+
+    @property
+    def chat_models(self) -> ChatModels:
+        """The ChatModels (virtual models) over the providers."""
+        return self._registry.chat_models
 
 
 def _entry(view: ProviderView) -> CatalogEntry:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from chatprovider.domain.apis import Api, api_of_path
 from chatprovider.domain.sse import Usage
+from chatprovider.domain.virtual_models import ChatModelRef
 
 __all__ = ["Exchange", "exchange_of", "start_exchange"]
 
@@ -23,6 +24,8 @@ class Exchange:
     provider: str = ""
     model: str = ""
     user: str = ""
+    chat_model: ChatModelRef | None = None
+    """The ChatModel (virtual model) the request named, if any: its ``use`` authorized it."""
     stream: bool = False
     first_token_at: float | None = None
     usage: Usage | None = None

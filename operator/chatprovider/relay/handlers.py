@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
 
-from chatprovider.domain import routing
+from chatprovider.domain import routing, virtual_models
 from chatprovider.domain.apis import Operation, offers
 from chatprovider.domain.ejection import routable
 from chatprovider.domain.headers import caller_authorization, upstream_headers
 from chatprovider.domain.openai_errors import OpenAIError, UpstreamFailure, from_routing
 from chatprovider.domain.request_body import RequestBody, parse_body
 from chatprovider.domain.routing import PROVIDER_HEADER, Catalog, ProviderRef, Route
+from chatprovider.domain.virtual_models import ChatModelRef
 from chatprovider.relay.answer import relay_answer
 from chatprovider.relay.auth import Access, Caller
 from chatprovider.relay.catalog import CatalogCache
@@ -56,6 +58,7 @@ class Handlers:
         self._origins = ResponseOrigins()
         self._ejections = ejections
         self._metering = metering
+        self._draw: Callable[[], float] = random.random  # picks a ChatModel's weighted backend
 
     # -- service routes -----------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:
@@ -77,11 +80,23 @@ class Handlers:
         catalog = self._catalog.current()
         allowed = await self._access.allowed(caller, catalog.ready_providers())
         data = [_model_object(r) for r in catalog.usable(lambda k: allowed.get(k, False))]
+        data[:0] = await self._chat_model_objects(caller, catalog)
         return web.json_response({"object": "list", "data": data})
+
+    async def _chat_model_objects(self, caller: Caller, catalog: Catalog
+                                  ) -> list[dict[str, object]]:
+        """The usable ChatModels the caller may use, for ``GET /v1/models``."""
+        models = self._catalog.chat_models
+        refs = [v.ref for v in models if virtual_models.usable(v.ref, v.spec, catalog)]
+        allowed = await self._access.allowed(caller, refs)
+        return [_chat_model_object(r) for r in refs if allowed.get(r, False)]
 
     async def get_model(self, request: web.Request) -> web.Response:
         caller = await self._authenticate(request)
         routes = await self._route(request, caller, request.match_info["model"], None)
+        chat_model = exchange_of(request).chat_model
+        if chat_model is not None:
+            return web.json_response(_chat_model_object(chat_model))
         return web.json_response(_model_object(routes[0]))
 
     # -- forwarding ---------------------------------------------------------------------------
@@ -177,15 +192,22 @@ class Handlers:
 
     def _guard(self, request: web.Request, exchange: Exchange, key: ProviderRef) -> StreamGuard:
         """The limits of one stream: its maximum duration, and (in kubernetes auth mode) the
-        caller's token and right to use ``key`` checked again every access-cache TTL."""
+        caller's token and right to use ``key`` (or the ChatModel it was reached through)
+        checked again every access-cache TTL."""
         s = self._settings
         authorization = _credentials(request)
+        chat_model = exchange.chat_model
 
         async def recheck() -> None:
             caller = await self._access.authenticate(authorization)
-            if not (await self._access.allowed(caller, (key,))).get(key, False):
-                raise OpenAIError(403, f"you may no longer use provider {key}",
-                                  code="access_revoked")
+            if chat_model is not None:
+                allowed = (await self._access.allowed(caller, (chat_model,))).get(chat_model)
+                what = f"model {chat_model}"
+            else:
+                allowed = (await self._access.allowed(caller, (key,))).get(key)
+                what = f"provider {key}"
+            if not allowed:
+                raise OpenAIError(403, f"you may no longer use {what}", code="access_revoked")
 
         checks = s.auth_mode is AuthMode.KUBERNETES
         return StreamGuard(exchange.started, recheck=recheck if checks else None,
@@ -200,6 +222,10 @@ class Handlers:
     async def _route(self, request: web.Request, caller: Caller, model: str,
                      pin: ProviderRef | None) -> tuple[Route, ...]:
         catalog = self._catalog.current()
+        if PROVIDER_HEADER not in request.headers:  # a pin here is a Responses call's origin
+            virtual = await self._virtual(request, caller, model, catalog, origin=pin)
+            if virtual is not None:
+                return virtual
         allowed = await self._access.allowed(caller, routing.candidates(model, catalog, pin))
         failover = self._settings.bare_model_policy is BareModelPolicy.FAILOVER
         try:
@@ -211,6 +237,26 @@ class Handlers:
             raise from_routing(exc) from None
         except routing.RoutingError as exc:
             raise from_routing(exc) from None
+
+    async def _virtual(self, request: web.Request, caller: Caller, model: str,
+                       catalog: Catalog, origin: ProviderRef | None) -> tuple[Route, ...] | None:
+        """The routes of the ChatModel ``model`` names, authorized by ``use`` on the ChatModel
+        (not on its providers); None when it names none the caller may use."""
+        models = self._catalog.chat_models
+        found = virtual_models.parse_chat_model(model, models.named)
+        if not found:
+            return None
+        allowed = await self._access.allowed(caller, found)
+        try:
+            ref = virtual_models.resolve(model, found, allowed)
+            view = models.get(ref) if ref is not None else None
+            if view is None:
+                return None
+            routes = virtual_models.plan(view.ref, view.spec, catalog, self._draw(), origin)
+        except routing.RoutingError as exc:
+            raise from_routing(exc) from None
+        exchange_of(request).chat_model = view.ref
+        return routes
 
     def _offering(self, routes: tuple[Route, ...], operation: Operation) -> tuple[Route, ...]:
         """``routes`` whose provider offers ``operation`` (as its last check found), or a 404
@@ -239,6 +285,10 @@ def _credentials(request: web.Request) -> str | None:
 def _model_object(chosen: Route) -> dict[str, object]:
     return {"id": chosen.qualified, "object": "model", "created": 0,
             "owned_by": str(chosen.provider), "upstream_id": chosen.model}
+
+
+def _chat_model_object(ref: ChatModelRef) -> dict[str, object]:
+    return {"id": str(ref), "object": "model", "created": 0, "owned_by": ref.namespace}
 
 
 def _routable(routes: tuple[Route, ...], out: set[ProviderRef]) -> tuple[Route, ...]:

@@ -244,14 +244,17 @@ OBJECTS = {("", r, v, ()) for r in ("secrets", "configmaps") for v in ("get", "l
 PROVIDERS = {(CP, "chatproviders", v, ()) for v in ("get", "list", "watch")}
 PASSIVE_HEALTH = {(CP, "chatproviders", "patch", ())}  # the refresh annotation (docs/relay.md)
 QUOTAS = {(CP, "chatquotas", v, ()) for v in ("get", "list", "watch")}
+CHAT_MODELS = {(CP, "chatmodels", v, ()) for v in ("get", "list", "watch")}  # virtual models
+CHAT_MODEL_STATUS = {(CP, "chatmodels/status", "patch", ())}
 
 
 def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
     objects = render({"relay": {"mode": "embedded"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator")
-    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | {
-        (CP, "chatproviders/status", "patch", ()), (CP, "chatquotas/status", "patch", ()),
-        ("", "events", "create", ())}
+    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | \
+        CHAT_MODELS | CHAT_MODEL_STATUS | {
+            (CP, "chatproviders/status", "patch", ()), (CP, "chatquotas/status", "patch", ()),
+            ("", "events", "create", ())}
     separate = one(render({"relay": {"mode": "separate"}}), "ClusterRole",
                    "cpo-chatprovider-operator")
     assert (CP, "chatproviders", "patch", ()) not in _rules(separate)  # its relay patches
@@ -269,7 +272,8 @@ def test_operator_rbac_is_exactly_what_it_uses(render) -> None:
 def test_relay_rbac_reads_and_asks_for_rechecks(render) -> None:
     objects = render({"relay": {"mode": "separate"}})
     role = one(objects, "ClusterRole", "cpo-chatprovider-operator-relay")
-    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | {
+    assert _rules(role) == PROVIDERS | QUOTAS | OBJECTS | CRD_WATCH | PASSIVE_HEALTH | \
+        CHAT_MODELS | {
         ("", "events", "create", ())}
     one(objects, "ClusterRoleBinding", "cpo-chatprovider-operator-relay-auth-delegator")
 
@@ -304,7 +308,7 @@ def test_namespaced_rbac_grants_nothing_cluster_wide_but_discovery_and_reviews(r
         role = one(objects, "Role", "cpo-chatprovider-operator", ns)
         named = {("", r, v, ("llm-key",)) for r in ("secrets", "configmaps")
                  for v in ("get", "list", "watch")}
-        assert _rules(role) == PROVIDERS | QUOTAS | named | {
+        assert _rules(role) == PROVIDERS | QUOTAS | named | CHAT_MODELS | CHAT_MODEL_STATUS | {
             (CP, "chatproviders/status", "patch", ()), (CP, "chatquotas/status", "patch", ()),
             ("", "events", "create", ())}
         binding = one(objects, "RoleBinding", "cpo-chatprovider-operator", ns)
@@ -325,7 +329,7 @@ def test_user_roles_aggregate_use_into_edit_not_view(render) -> None:
     assert labels["chatprovider-editor"] == {"edit", "admin"}
     assert labels["chatprovider-user"] == {"edit", "admin"}
     assert _rules(one(objects, "ClusterRole", "chatprovider-user")) == {
-        (CP, "chatproviders", "use", ())}
+        (CP, "chatproviders", "use", ()), (CP, "chatmodels", "use", ())}
     assert not find(render({"userRoles": {"create": False}}), "ClusterRole", "chatprovider-user")
 
 

@@ -44,7 +44,7 @@ def test_the_kustomization_lists_every_file() -> None:
 def test_the_api_server_accepts_the_kustomization(kubectl, k8s, chatprovider_crd) -> None:
     built = kubectl("kustomize", str(MANIFESTS)).stdout
     kinds = sorted(d["kind"] for d in yaml.safe_load_all(built) if d)
-    assert kinds == sorted(["Namespace", *["CustomResourceDefinition"] * 2,
+    assert kinds == sorted(["Namespace", *["CustomResourceDefinition"] * 3,
                             *["ServiceAccount"] * 2, *["ClusterRole"] * 5,
                             *["ClusterRoleBinding"] * 3, "Role", "RoleBinding", "Service",
                             *["Deployment"] * 2, *["PodDisruptionBudget"] * 2,

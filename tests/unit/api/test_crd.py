@@ -66,7 +66,8 @@ def test_the_committed_crd_is_up_to_date(output: Path) -> None:
 def test_every_resource_is_generated_into_every_directory() -> None:
     names = {resource.filename for resource in crd.RESOURCES}
     assert names == {"ai.chatprovider.dev_chatproviders.yaml",
-                     "ai.chatprovider.dev_chatquotas.yaml"}
+                     "ai.chatprovider.dev_chatquotas.yaml",
+                     "ai.chatprovider.dev_chatmodels.yaml"}
     for directory in crd_files.DIRECTORIES:
         assert {p.name for p in (ROOT / directory).glob("*.yaml")} == names, directory
 

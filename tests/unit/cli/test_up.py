@@ -53,7 +53,9 @@ def test_only_the_app_account_is_bound_to_the_charts_user_role() -> None:
                                     "namespace": NAMESPACE}]
     roles = {d["metadata"]["name"]: d for d in yaml.safe_load_all(user_roles()) if d}
     assert roles[USER_ROLE]["rules"] == [{"apiGroups": ["ai.chatprovider.dev"],
-                                          "resources": ["chatproviders"], "verbs": ["use"]}]
+                                          "resources": ["chatproviders"], "verbs": ["use"]},
+                                         {"apiGroups": ["ai.chatprovider.dev"],
+                                          "resources": ["chatmodels"], "verbs": ["use"]}]
 
 
 def test_the_printed_token_command_is_for_the_relays_audience() -> None:

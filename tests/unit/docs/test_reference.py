@@ -23,7 +23,8 @@ def test_the_committed_reference_is_current() -> None:
 
 def test_there_is_a_page_per_resource() -> None:
     assert {str(p) for p in reference.OUTPUTS} == {"docs/reference/chatprovider.md",
-                                                   "docs/reference/chatquota.md"}
+                                                   "docs/reference/chatquota.md",
+                                                   "docs/reference/chatmodel.md"}
 
 
 def _fields(schema: dict, path: str = "") -> list[str]:
