@@ -16,12 +16,11 @@ import logging
 from collections.abc import Callable
 
 from chatprovider.api.chatmodel import CHATMODEL_KIND, CHATMODEL_PLURAL
-from chatprovider.api.v1alpha1 import GROUP, VERSION
-from chatprovider.controller.status import FIELD_MANAGER
+from chatprovider.controller.status import apply_status
 from chatprovider.controller.workqueue import WorkQueue
 from chatprovider.domain.routing import Catalog, CatalogEntry, ProviderRef
 from chatprovider.domain.virtual_models import ChatModelRef, chat_model_status, needs_model_write
-from chatprovider.kube.client import ApiError, KubeClient
+from chatprovider.kube.client import KubeClient
 from chatprovider.registry import Registry
 
 __all__ = ["ChatModelStatusWriter"]
@@ -79,19 +78,9 @@ class ChatModelStatusWriter:
                                 self._catalog(ref.namespace), self._wall())
         if not needs_model_write(view.status, new) or not self._may_write():
             return False
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": CHATMODEL_KIND,
-            "metadata": {"name": ref.name, "namespace": ref.namespace},
-            "status": new.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{ref.namespace}/{CHATMODEL_PLURAL}/"
-                f"{ref.name}/status")
-        try:
-            await self._kube.apply(path, body, field_manager=FIELD_MANAGER)
-        except ApiError as exc:
-            if exc.not_found:  # deleted meanwhile
-                return False
-            raise
+        if not await apply_status(self._kube, CHATMODEL_KIND, CHATMODEL_PLURAL, ref.namespace,
+                                  ref.name, new):
+            return False  # deleted meanwhile
         self.writes += 1
         ready = new.conditions[0]
         log.info("ChatModel %s: Ready=%s reason=%s (%s)", ref, ready.status, ready.reason,

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 
 from chatprovider.api.quota import QUOTA_KIND, QUOTA_PLURAL, ChatQuota, ChatQuotaStatus
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
-from chatprovider.controller.status import FIELD_MANAGER
+from chatprovider.controller.status import apply_status
 from chatprovider.counters.store import CounterStore, CounterStoreUnavailable
 from chatprovider.domain.quota.limits import Quota
 from chatprovider.domain.quota.status import UsageReading, needs_quota_write, quota_status
@@ -141,21 +141,9 @@ class QuotaStatusWriter:
         return UsageReading(counters=self._counters, source=self._source)
 
     async def _apply(self, quota: Quota, status: ChatQuotaStatus) -> bool:
-        if not self._may_write():
+        if not self._may_write() or not await apply_status(
+                self._client, QUOTA_KIND, QUOTA_PLURAL, quota.namespace, quota.name, status):
             return False
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}", "kind": QUOTA_KIND,
-            "metadata": {"name": quota.name, "namespace": quota.namespace},
-            "status": status.model_dump(mode="json", by_alias=True, exclude_none=True),
-        }
-        path = (f"/apis/{GROUP}/{VERSION}/namespaces/{quota.namespace}/{QUOTA_PLURAL}/"
-                f"{quota.name}/status")
-        try:
-            await self._client.apply(path, body, field_manager=FIELD_MANAGER)
-        except ApiError as exc:
-            if exc.not_found:  # deleted meanwhile
-                return False
-            raise
         self.writes += 1
         return True
 
