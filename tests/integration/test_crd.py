@@ -83,7 +83,8 @@ def _without_empty_lists(value: Any) -> Any:
 
 def test_the_resource_is_served_under_its_names_and_category(kubectl) -> None:
     out = kubectl("api-resources", "--api-group=ai.chatprovider.dev", "-o", "wide").stdout
-    row = out.splitlines()[1].split()
+    rows = {line.split()[0]: line.split() for line in out.splitlines()[1:]}
+    row = rows["chatproviders"]
     assert row[:5] == ["chatproviders", "cprov", "ai.chatprovider.dev/v1alpha1", "true",
                        "ChatProvider"]
     assert row[-1] == "ai"

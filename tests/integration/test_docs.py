@@ -249,17 +249,15 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         return proc.stdout
 
     try:
+        # every CRD of the release (the relay is ready once it has listed quotas and models)
         sh("chatprovider crd | kubectl apply --server-side -f -")
-        # the ChatQuota CRD too (the relay is ready once it has listed quotas)
-        quota_crd = ROOT / "crds" / "ai.chatprovider.dev_chatquotas.yaml"
-        sh(f"kubectl apply --server-side -f {quota_crd}")
         sh("kubectl wait --for=condition=Established crd/chatproviders.ai.chatprovider.dev"
-           " crd/chatquotas.ai.chatprovider.dev")
+           " crd/chatquotas.ai.chatprovider.dev crd/chatmodels.ai.chatprovider.dev")
         sh("kubectl apply -f -", input=CHART_USER_ROLE)
         deadline = time.monotonic() + 30
         while True:  # discovery (kubectl's cache in $HOME) may lag behind Established
             try:
-                sh("kubectl get chatproviders,chatquotas -A")
+                sh("kubectl get chatproviders,chatquotas,chatmodels -A")
                 break
             except AssertionError:
                 if time.monotonic() > deadline:

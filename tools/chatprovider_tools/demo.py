@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import httpx
 
-from chatprovider.api.crd import CHAT_QUOTA, render
+from chatprovider.api.crd import RESOURCES
 from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.cli.run import embedded_relay, serve
@@ -198,15 +198,15 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
             raise click.ClickException(str(exc)) from exc
         click.echo(f"      ready in {plane.startup_seconds:.1f}s at {plane.server}", err=True)
         kubectl = Kubectl(plane.binaries.kubectl, plane.kubeconfig)
-        _step(3, "installing the ChatProvider CRD" +
+        _step(3, "installing the CRDs (ChatProvider, ChatQuota, ChatModel)" +
               (f" and the chart's user ClusterRoles ({USER_ROLE}, ...)"
                if auth is AuthMode.KUBERNETES else ""))
-        kubectl("apply", "--server-side", "-f", "-", input=render())
-        kubectl("apply", "--server-side", "-f", "-", input=CHAT_QUOTA.render())
+        kubectl("apply", "--server-side", "-f", "-",
+                input="---\n".join(resource.render() for resource in RESOURCES))
         if auth is AuthMode.KUBERNETES:
             kubectl("apply", "-f", "-", input=user_roles())
         kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                "crd/chatproviders.ai.chatprovider.dev", "crd/chatquotas.ai.chatprovider.dev")
+                *(f"crd/{resource.crd_name}" for resource in RESOURCES))
         kubectl.wait_served()
         if upstream == LLAMA:
             key = "sk-demo-" + secrets.token_hex(12)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+from chatprovider.domain.status import rfc3339_micro
 from chatprovider.kube.client import ApiError, KubeClient
 
 __all__ = ["LeaderElector", "LeaseTiming"]
@@ -41,10 +42,6 @@ class LeaseTiming:
         if not 0 < self.retry_period < self.renew_deadline < self.lease_duration:
             raise ValueError("the lease timing needs retry_period < renew_deadline < "
                              "lease_duration")
-
-
-def _micro_time(now: dt.datetime) -> str:
-    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class LeaderElector:
@@ -126,8 +123,8 @@ class LeaderElector:
         transitions = int(spec.get("leaseTransitions") or 0)
         if holder != self.identity:
             transitions += 1
-            spec["acquireTime"] = _micro_time(now)
-        spec.update({"holderIdentity": self.identity, "renewTime": _micro_time(now),
+            spec["acquireTime"] = rfc3339_micro(now)
+        spec.update({"holderIdentity": self.identity, "renewTime": rfc3339_micro(now),
                      "leaseDurationSeconds": int(self.timing.lease_duration),
                      "leaseTransitions": transitions})
         lease["spec"] = spec
@@ -143,7 +140,7 @@ class LeaderElector:
                 "metadata": {"name": self._name},
                 "spec": {"holderIdentity": self.identity,
                          "leaseDurationSeconds": int(self.timing.lease_duration),
-                         "acquireTime": _micro_time(now), "renewTime": _micro_time(now),
+                         "acquireTime": rfc3339_micro(now), "renewTime": rfc3339_micro(now),
                          "leaseTransitions": 0}}
         try:
             await self._client.create(self._path, body)
@@ -168,7 +165,7 @@ class LeaderElector:
             if spec.get("holderIdentity") != self.identity:
                 return
             spec.update({"holderIdentity": "", "leaseDurationSeconds": 1,
-                         "renewTime": _micro_time(dt.datetime.now(dt.UTC))})
+                         "renewTime": rfc3339_micro(dt.datetime.now(dt.UTC))})
             await self._client.replace(f"{self._path}/{self._name}", lease)
             log.info("%s released the Lease %s", self.identity, self._name)
         except Exception as exc:  # noqa: BLE001 - best effort: the Lease then simply expires

@@ -24,7 +24,7 @@ from chatprovider.domain.conditions import ConditionType, merge_conditions
 from chatprovider.domain.probe import Assessment
 
 __all__ = ["EventSpec", "StatusInputs", "build_status", "needs_write", "ready_condition",
-           "rfc3339", "transitions"]
+           "rfc3339", "rfc3339_micro", "transitions"]
 
 _MAX_NAMES_IN_EVENT = 10
 
@@ -32,6 +32,13 @@ _MAX_NAMES_IN_EVENT = 10
 def rfc3339(when: dt.datetime) -> str:
     """``when`` as Kubernetes writes times (seconds, UTC, ``Z``)."""
     return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def rfc3339_micro(when: dt.datetime) -> str:
+    """``when`` to the microsecond (UTC, ``Z``; Kubernetes' MicroTime): ``lastCheck.time``,
+    which tells one check from the next (two checks within a second must not look alike, or a
+    refresh that was asked for would write an identical status, and no one would see it)."""
+    return when.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
@@ -71,7 +78,7 @@ def build_status(old: ChatProviderStatus, assessment: Assessment, inputs: Status
         models=models,
         model_count=len(models),
         apis=[op.value for op in assessment.apis],
-        last_check=LastCheck(time=now, latency_ms=inputs.latency_ms,
+        last_check=LastCheck(time=rfc3339_micro(inputs.now), latency_ms=inputs.latency_ms,
                              verification_latency_ms=inputs.verification_latency_ms),
         credential_version=inputs.credential_version,
     )

@@ -70,6 +70,17 @@ def test_a_re_check_that_only_measures_differently_writes_nothing():
     assert needs_write(first, _status(DOWN, old=first), heartbeat=3600, now=at(1))
 
 
+def test_two_checks_within_one_second_have_different_last_checks():
+    """A refresh that was asked for is answered with a write; if two checks a moment apart
+    looked alike, that write would change nothing, and whoever asked (the relay's passive
+    health) would never see the re-check."""
+    first = _status(READY)
+    again = _status(READY, old=first, now=0.25)
+    assert first.last_check.time == "2026-01-01T00:00:00.000000Z"
+    assert again.last_check.time == "2026-01-01T00:00:00.250000Z"
+    assert ready_condition(again).last_transition_time == "2026-01-01T00:00:00Z"
+
+
 def test_no_condition_message_carries_a_measurement():
     for result in (ready(latency=7), ready(latency=700)):
         status = _status(result, latency=result.models_call.latency_ms)
