@@ -17,7 +17,7 @@ import openai
 import pytest
 from tests.conftest import RELAY_AUDIENCE
 
-from chatprovider.api.crd import RESOURCES
+from chatprovider.api.crd import render_all
 from chatprovider_tools.controlplane import BinariesNotFound, ControlPlane, find_binaries
 from chatprovider_tools.controlplane.plane import free_port
 from chatprovider_tools.devserver import DevServer
@@ -131,7 +131,7 @@ def test_run_waits_for_the_crd_in_one_line_and_its_429s_are_no_errors(tmp_path):
                 assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.1)
             subprocess.run([*kubectl, "apply", "--server-side", "-f", "-"],
-                           input="---\n".join(resource.render() for resource in RESOURCES),
+                           input=render_all(),
                            text=True, check=True, capture_output=True, timeout=60)
             provider = {"apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatProvider",
                         "metadata": {"name": "p", "namespace": "default"},

@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import httpx
 
-from chatprovider.api.crd import RESOURCES
+from chatprovider.api.crd import RESOURCES, render_all
 from chatprovider.api.v1alpha1 import ServerType
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.cli.run import embedded_relay, serve
@@ -201,8 +201,7 @@ def up(upstream: str, api_key_env: str | None, server_type: str, relay_auth: str
         _step(3, "installing the CRDs (ChatProvider, ChatQuota, ChatModel)" +
               (f" and the chart's user ClusterRoles ({USER_ROLE}, ...)"
                if auth is AuthMode.KUBERNETES else ""))
-        kubectl("apply", "--server-side", "-f", "-",
-                input="---\n".join(resource.render() for resource in RESOURCES))
+        kubectl("apply", "--server-side", "-f", "-", input=render_all())
         if auth is AuthMode.KUBERNETES:
             kubectl("apply", "-f", "-", input=user_roles())
         kubectl("wait", "--for=condition=Established", "--timeout=60s",

@@ -32,7 +32,7 @@ from chatprovider.api.schema import resource_schema
 from chatprovider.api.v1alpha1 import GROUP, KIND, PLURAL, VERSION, ChatProvider
 
 __all__ = ["CHAT_MODEL", "CHAT_PROVIDER", "CHAT_QUOTA", "CRD_FILENAME", "CRD_NAME", "HEADER",
-           "RESOURCES", "Resource", "build_crd", "render"]
+           "RESOURCES", "Resource", "build_crd", "render", "render_all"]
 
 CRD_NAME = f"{PLURAL}.{GROUP}"
 CRD_FILENAME = f"{GROUP}_{PLURAL}.yaml"
@@ -203,3 +203,9 @@ def build_crd() -> dict[str, Any]:
 def render() -> str:
     """The ChatProvider CRD as deterministic YAML."""
     return CHAT_PROVIDER.render()
+
+
+def render_all() -> str:
+    """Every CRD of the release, as one stream of YAML documents (what ``chatprovider crd``
+    prints and ``kubectl apply -f -`` takes)."""
+    return "---\n".join(resource.render() for resource in RESOURCES)

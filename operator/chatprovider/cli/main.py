@@ -56,11 +56,11 @@ def main() -> None:
 
 @main.command()
 def crd() -> None:
-    """Print the CustomResourceDefinitions (ChatProvider, ChatQuota) as YAML documents to apply
-    with kubectl."""
-    from chatprovider.api.crd import RESOURCES
+    """Print the CustomResourceDefinitions (ChatProvider, ChatQuota, ChatModel) as YAML
+    documents to apply with kubectl."""
+    from chatprovider.api.crd import render_all
 
-    click.echo("---\n".join(resource.render() for resource in RESOURCES), nl=False)
+    click.echo(render_all(), nl=False)
 
 
 main.add_command(run)
