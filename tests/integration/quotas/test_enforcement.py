@@ -176,10 +176,15 @@ def test_the_model_reported_usage_is_charged_and_streams_hide_what_was_not_asked
     reported = [e["usage"] for e in shown[:-1] if e.get("usage")]
     assert len(reported) == 1 and shown[-2]["choices"] == []  # asked for: handed on
     assert charged == reported[0]["prompt_tokens"] + reported[0]["completion_tokens"]
+    # That stream is settled after its last event reached us: wait for its charge to land, so
+    # that it is not counted against what follows.
+    both = before + 2 * charged
+    wait_for(lambda: s.tokens_charged(name) == both, timeout=10,
+             what="the second stream's settlement")
+    before = both
 
     # An upstream's error answer under the quota carries the headers too, and no token is
     # charged for it (the request counts).
-    before = s.tokens_charged(name)
     too_long = s.chat(relay, max_tokens=3, content="x" * 20_000)  # over llama's 2,048 context
     assert too_long.status_code == 400, too_long.text
     assert too_long.headers["x-ratelimit-limit-tokens"] == "100000"
