@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chatprovider.domain.egress import EgressPolicy
+from chatprovider.domain.quota.demand import ReservationPolicy
 
 __all__ = [
     "DEFAULT_TOKEN_AUDIENCE",
@@ -347,6 +348,18 @@ class RelaySettings(_Settings):
     """Most distinct callers the per-caller metrics (``chatprovider_relay_caller_*``) name, per
     relay process; later callers are counted as ``caller="other"``. Bounds their series to
     about this times the provider/model pairs in use; 0 counts every caller as ``other``."""
+    quota_completion_tokens: int = setting(
+        1024, commands=_BOTH, chart="quotas.reservation.completionTokens", gt=0)
+    """Answer tokens reserved per choice for a governed request that sets no maximum
+    (``max_tokens``, ``max_completion_tokens`` or ``max_output_tokens``). The upstream's real
+    usage is charged when it answers, so this decides how many such requests a token budget
+    admits at once, not what they cost."""
+    quota_bytes_per_token: int = setting(
+        4, commands=_BOTH, chart="quotas.reservation.bytesPerToken", gt=0)
+    """How many bytes of prompt text the reservation counts as one token."""
+    quota_media_tokens: int = setting(
+        1000, commands=_BOTH, chart="quotas.reservation.mediaTokens", ge=0)
+    """Tokens the reservation counts for each inline ``data:`` URL (image, audio, file)."""
     shutdown_grace: float = setting(30.0, commands=_BOTH, chart="relay.shutdownGraceSeconds",
                                     ge=0)
     """On stop, how long in-flight requests (streams included) may take to finish."""
@@ -355,3 +368,10 @@ class RelaySettings(_Settings):
     playground: bool = setting(False, commands=_BOTH, chart="relay.playground")
     """Serve the browser playground at ``/`` and ``GET /v1/providers`` (reach it through a
     port-forward; in ``kubernetes`` auth mode the page asks for a token)."""
+
+    @cached_property
+    def reservation(self) -> ReservationPolicy:
+        """The estimate a governed request reserves before it is sent (``quota_*``)."""
+        return ReservationPolicy(default_completion_tokens=self.quota_completion_tokens,
+                                 bytes_per_token=self.quota_bytes_per_token,
+                                 media_tokens=self.quota_media_tokens)

@@ -92,6 +92,12 @@
   value: {{ .Values.relay.listingLimit | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_CALLER_LIMIT
   value: {{ .Values.relay.callerLimit | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_COMPLETION_TOKENS
+  value: {{ .Values.quotas.reservation.completionTokens | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_BYTES_PER_TOKEN
+  value: {{ .Values.quotas.reservation.bytesPerToken | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_MEDIA_TOKENS
+  value: {{ .Values.quotas.reservation.mediaTokens | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_SHUTDOWN_GRACE
   value: {{ .Values.relay.shutdownGraceSeconds | toString | quote }}
 - name: CHATPROVIDER_RELAY_ACCESS_LOG
@@ -168,6 +174,12 @@
   value: {{ .Values.relay.listingLimit | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_CALLER_LIMIT
   value: {{ .Values.relay.callerLimit | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_COMPLETION_TOKENS
+  value: {{ .Values.quotas.reservation.completionTokens | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_BYTES_PER_TOKEN
+  value: {{ .Values.quotas.reservation.bytesPerToken | int64 | toString | quote }}
+- name: CHATPROVIDER_RELAY_QUOTA_MEDIA_TOKENS
+  value: {{ .Values.quotas.reservation.mediaTokens | int64 | toString | quote }}
 - name: CHATPROVIDER_RELAY_SHUTDOWN_GRACE
   value: {{ .Values.relay.shutdownGraceSeconds | toString | quote }}
 - name: CHATPROVIDER_RELAY_ACCESS_LOG

@@ -95,8 +95,8 @@ class Relay:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         catalog = CatalogCache(registry)
-        self.metering = Metering(quotas, gate, catalog) if quotas is not None and \
-            gate is not None else None
+        self.metering = (Metering(quotas, gate, catalog, settings.reservation)
+                         if quotas is not None and gate is not None else None)
         handlers = Handlers(settings, catalog, access, Targets(objects), Forwarder(transports),
                             self.metrics, self.is_ready, self.ejections, self.metering)
         self.app = _build_app(settings, handlers, self.metrics)

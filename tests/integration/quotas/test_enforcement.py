@@ -15,7 +15,7 @@ from tests.conftest import RELAY_AUDIENCE
 from tests.reliability.harness import wait_for
 
 from chatprovider.domain.apis import Operation
-from chatprovider.domain.quota.demand import demand_of
+from chatprovider.domain.quota.demand import ReservationPolicy, demand_of
 
 from .conftest import QuotaSetup, sse_events, unique, wait_for_room_in_minute
 
@@ -137,6 +137,37 @@ def test_refusals_are_openai_rate_limit_errors_and_every_answer_has_the_headers(
                                        messages=[{"role": "user", "content": "Hi"}])
     assert "Request too large" in str(too_large.value.body)
     assert "retry-after" not in too_large.value.response.headers
+
+
+def test_what_a_request_without_a_maximum_reserves_is_the_relays_setting(
+        quota_setup: QuotaSetup) -> None:
+    """Under a 500-token day budget, a chat that sets no maximum reserves 1,024 answer tokens by
+    default and is refused; a relay told ``--relay-quota-completion-tokens=16`` (the chart's
+    ``quotas.reservation.completionTokens``) admits it, reserving 16. llama-server's own
+    ``n_predict`` keeps the answer short, and the relay does not read it as a maximum."""
+    s = quota_setup
+    default, small = s.relay(), s.relay("--relay-quota-completion-tokens=16")
+    name = unique("reserve")
+    s.apply_quota(name, {"tokensPerDay": 500})
+    for relay in (default, small):
+        wait_for(lambda r=relay: s.chat(r, max_tokens=1).headers.get(
+            "x-ratelimit-limit-tokens") == "500", timeout=10, interval=0.1,
+            what="the quota to govern both relays")
+    body = {"model": s.model, "n_predict": 4,
+            "messages": [{"role": "user", "content": "Say hi."}]}
+
+    refused = httpx.post(f"{default.url}/v1/chat/completions", json=body, timeout=60)
+    assert refused.status_code == 429, refused.text
+    assert refused.json()["error"]["code"] == "insufficient_quota"
+    left = int(refused.headers["x-ratelimit-remaining-tokens"])
+    assert left < demand_of(Operation.CHAT, body).total  # 1,024 answer tokens do not fit
+
+    admitted = httpx.post(f"{small.url}/v1/chat/completions", json=body, timeout=60)
+    assert admitted.status_code == 200, admitted.text
+    reserved = demand_of(Operation.CHAT, body, ReservationPolicy(default_completion_tokens=16))
+    assert reserved.completion == 16
+    assert int(admitted.headers["x-ratelimit-remaining-tokens"]) == left - reserved.total
+    assert admitted.json()["usage"]["completion_tokens"] <= 4
 
 
 def test_the_model_reported_usage_is_charged_and_streams_hide_what_was_not_asked_for(

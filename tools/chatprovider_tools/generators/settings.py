@@ -128,6 +128,8 @@ _GROUPS = {
     "relay": "The relay: embedded in the operator's pods or a Deployment of its own.",
     "quotas": "ChatQuota enforcement: where the counters live and what an outage of them does.",
     "quotas.redis": "The Redis (or Valkey) server relay replicas share their counters in.",
+    "quotas.reservation": "What a governed request reserves before it is sent (its real usage "
+                          "is charged when it is answered).",
 }
 
 
