@@ -4,6 +4,10 @@
 #   kube-apiserver, kubectl   from k8s.io/kubernetes $K8S_VERSION (wrapper module pinning staging modules)
 #   etcd                      from go.etcd.io/etcd/server/v3 $ETCD_VERSION
 #
+# usage: install-control-plane.sh [COMMAND...]
+#   each COMMAND is one more k8s.io/kubernetes/cmd/* built the same way (scripts/install-node.sh
+#   asks for kubelet, kube-controller-manager, kube-scheduler and kube-proxy).
+#
 # Idempotent: a binary whose stamp file matches its version is never rebuilt. Output goes to
 #   ${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/k8s/<k8s version>/bin
 # Set KUBEBUILDER_ASSETS to a directory that already holds kube-apiserver, etcd (and kubectl) to skip
@@ -40,35 +44,40 @@ fresh() { # fresh NAME VERSION: the binary exists and was built at VERSION
 }
 stamp() { echo "$2" > "$OUT/.$1.version"; }
 
-# ---- kube-apiserver and kubectl -------------------------------------------------------------
-if fresh kube-apiserver "$K8S_VERSION" && fresh kubectl "$K8S_VERSION"; then
-  log "kube-apiserver and kubectl $K8S_VERSION already built"
+# ---- kube-apiserver, kubectl and any other command asked for --------------------------------
+CMDS="kube-apiserver kubectl $*"
+wanted=""
+for cmd in $CMDS; do fresh "$cmd" "$K8S_VERSION" || wanted+=" $cmd"; done
+if [ -z "$wanted" ]; then
+  log "$(echo $CMDS | sed 's/ /, /g') $K8S_VERSION already built"
 else
   STG=v0.${K8S_VERSION#v1.}
   MIN=$(echo "$K8S_VERSION" | cut -d. -f2)
   cd "$WORK/k8s"
-  log "reading the go.mod of k8s.io/kubernetes@$K8S_VERSION from the module proxy"
-  KKMOD=$( (cd /tmp && go mod download -json "k8s.io/kubernetes@$K8S_VERSION") |
-           python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
-  MODS=$( { sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$KKMOD"
-            sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) v0\.0\.0\([[:space:]].*\)\{0,1\}$#\1#p' "$KKMOD"; } | sort -u)
-  log "pinning $(echo "$MODS" | wc -w) staging modules at $STG"
-  rm -f go.mod go.sum
-  go mod init local/k8sbins >/dev/null 2>&1
-  go mod edit -go="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$KKMOD")"
-  for m in $MODS; do go mod edit -replace="$m=$m@$STG"; done
-  go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
-  log "resolving dependencies (first run downloads ~0.5 GB of modules)"
-  go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" 2>&1 | tail -n 3 >&2 || true
+  if ! grep -qs "k8s.io/kubernetes $K8S_VERSION" go.mod; then
+    log "reading the go.mod of k8s.io/kubernetes@$K8S_VERSION from the module proxy"
+    KKMOD=$( (cd /tmp && go mod download -json "k8s.io/kubernetes@$K8S_VERSION") |
+             python3 -c 'import json,sys; print(json.load(sys.stdin)["GoMod"])')
+    MODS=$( { sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) => \./staging/.*#\1#p' "$KKMOD"
+              sed -n 's#^[[:space:]]*\(k8s.io/[^[:space:]]*\) v0\.0\.0\([[:space:]].*\)\{0,1\}$#\1#p' "$KKMOD"; } | sort -u)
+    log "pinning $(echo "$MODS" | wc -w) staging modules at $STG"
+    rm -f go.mod go.sum
+    go mod init local/k8sbins >/dev/null 2>&1
+    go mod edit -go="$(sed -n 's/^go \([0-9.]*\)$/\1/p' "$KKMOD")"
+    for m in $MODS; do go mod edit -replace="$m=$m@$STG"; done
+    go mod edit -require="k8s.io/kubernetes@$K8S_VERSION"
+  fi
+  log "resolving dependencies of$wanted (the first run downloads ~0.5 GB of modules)"
+  # shellcheck disable=SC2086  # one argument per command
+  go get $(printf "k8s.io/kubernetes/cmd/%s@$K8S_VERSION " $wanted) 2>&1 | tail -n 3 >&2 || true
   BD=$(date -u +%Y-%m-%dT%H:%M:%SZ)
   LDF="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     LDF+=" -X $p.gitVersion=$K8S_VERSION -X $p.gitMajor=1 -X $p.gitMinor=$MIN"
     LDF+=" -X $p.gitTreeState=clean -X $p.gitCommit=0000000000000000000000000000000000000000 -X $p.buildDate=$BD"
   done
-  for cmd in kube-apiserver kubectl; do
-    if fresh "$cmd" "$K8S_VERSION"; then continue; fi
-    log "building $cmd $K8S_VERSION (a cold build takes 10-25 minutes on 2 cores)"
+  for cmd in $wanted; do
+    log "building $cmd $K8S_VERSION (cold: 10-25 minutes on 2 cores for the first; 2-3 for the others)"
     start=$(date +%s)
     heartbeat "building $cmd" & beat=$!
     go build -trimpath -ldflags "$LDF" -o "$OUT/$cmd.tmp" "k8s.io/kubernetes/cmd/$cmd" \

@@ -15,7 +15,9 @@
 # real upstreams of the tests (llama-cpp-python's server, LiteLLM; SETUP_UPSTREAMS=0 skips
 # them), nginx, wrk and LiteLLM for the benchmarks, Chromium for the playground test
 # (SETUP_BROWSER=0 skips it), the OpenAI JavaScript SDK, and the image (Debian's docker.io and a
-# debootstrap base, scripts/build-image.sh) for its tests.
+# debootstrap base, scripts/build-image.sh) for its tests, and a real node for the e2e tests
+# (Debian's containerd, runc and CNI plugins; kubelet, kube-controller-manager, kube-scheduler,
+# kube-proxy and CoreDNS built from the Go module proxy; scripts/install-node.sh).
 # A step already done is skipped in a second or so; each step prints what it does.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,7 +30,7 @@ case "${1:-}" in
   -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) printf '[setup] unknown argument %s (expected --demo, or nothing)\n' "$1" >&2; exit 2 ;;
 esac
-STEPS=$([ "$MODE" = demo ] && echo 3 || echo 10)
+STEPS=$([ "$MODE" = demo ] && echo 3 || echo 11)
 STEP=0
 started=$SECONDS
 log() { printf '[setup] %s\n' "$*" >&2; }
@@ -84,5 +86,7 @@ if [ "$MODE" = full ]; then
   bash scripts/install-node-clients.sh
   step "the image: Debian's docker.io, a debootstrap base, the Dockerfile (cold: about 2 minutes)"
   bash scripts/build-image.sh >/dev/null
+  step "the real node of the e2e tests: containerd, runc, CNI, kubelet, kube-proxy, CoreDNS, pause"
+  bash scripts/install-node.sh >/dev/null
 fi
 log "ready ($MODE) in $((SECONDS - started)) s"

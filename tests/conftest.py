@@ -7,10 +7,12 @@ deselects integration tests with ``-m 'not integration'``.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -38,6 +40,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path) or "tests\\integration" in str(item.path):
             item.add_marker(pytest.mark.integration)
+        elif "tests/e2e" in str(item.path):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="session")
@@ -135,3 +139,44 @@ def kubeconfig_for(control_plane: ControlPlane, tmp_path_factory: pytest.TempPat
                                 control_plane.creds.ca_cert, token, user)
 
     return make
+
+
+def missing(what: str, how: str) -> NoReturn:
+    """A tool the tests need is absent: a failure, in CI and locally alike (a skipped
+    test proves nothing)."""
+    pytest.fail(f"{what} is not installed: {how}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def helm_bin() -> Path:
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "install-helm.sh")],
+                          capture_output=True, text=True, timeout=300)
+    path = Path(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
+    if proc.returncode != 0 or path is None or not path.is_file():
+        missing("helm", f"run `make setup` (scripts/install-helm.sh):\n{proc.stderr}")
+    assert path is not None
+    return path
+
+
+HelmRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="session")
+def helm(helm_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> HelmRunner:
+    """Run helm with private config/cache dirs: ``helm("lint", str(CHART))``."""
+    home = tmp_path_factory.mktemp("helm-home")
+    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
+           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
+
+    def run(*args: str, check: bool = True, kubeconfig: Path | None = None,
+            timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        argv = [str(helm_bin), *args]
+        if kubeconfig is not None:
+            argv.append(f"--kubeconfig={kubeconfig}")
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n"
+                                 f"{proc.stdout}{proc.stderr}")
+        return proc
+
+    return run

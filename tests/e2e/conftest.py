@@ -1,0 +1,265 @@
+"""The e2e tier: the image and the chart on a real node (chatprovider_tools.node): a kubelet
+on containerd and runc, a CNI bridge, kube-proxy and CoreDNS, built from package registries by
+``scripts/install-node.sh`` (``make setup``). A missing piece fails the tests; it never skips.
+
+Pods reach only each other, the node's address and Services; a test talks to them from the host
+through ClusterIPs (kube-proxy's rules) or from pods it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import yaml
+
+from chatprovider_tools.node import NodeCluster, NodeError
+from tests.conftest import RELAY_AUDIENCE, ROOT
+
+#: The image `make setup` builds from this tree (scripts/build-image.sh).
+IMAGE = "chatprovider-operator:dev"
+#: Where the chart (release chatprovider-operator) and manifests/ install the product.
+NAMESPACE = "chatprovider-system"
+RELAY_DNS = f"http://chatprovider-operator-relay.{NAMESPACE}:8080"
+#: The team whose provider the tests call: its server is a pod in the team's namespace.
+TEAM = "team-a"
+MODEL = f"{TEAM}/vllm/llama3"
+DEVSERVER = ROOT / "tools" / "chatprovider_tools"
+#: A pod's securityContext under the restricted Pod Security Standard.
+RESTRICTED = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+CONTAINER_RESTRICTED = {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+                        "readOnlyRootFilesystem": True}
+
+
+@pytest.fixture(scope="package")
+def node() -> Iterator[NodeCluster]:
+    try:
+        cluster = NodeCluster()
+        cluster.start()
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\nnode Ready in {cluster.startup_seconds:.1f}s")
+    try:
+        yield cluster
+    finally:
+        began = time.monotonic()
+        cluster.stop()
+        print(f"\nnode stopped in {time.monotonic() - began:.1f}s")
+    # the machine is as it was: no process, mount, link, chain or file of the node is left
+    assert cluster.leftovers() == []
+
+
+@pytest.fixture(scope="package")
+def image(node: NodeCluster) -> str:
+    """The project's image, in the node's containerd (pods use it with pullPolicy Never)."""
+    began = time.monotonic()
+    name = node.load_image(IMAGE)
+    print(f"\n{IMAGE} loaded into the node in {time.monotonic() - began:.1f}s")
+    return name
+
+
+@dataclass(frozen=True)
+class Team:
+    """Namespace ``team-a`` (restricted): a dev server pod (the provider ``vllm`` once
+    registered), the ServiceAccount ``app`` bound to ``chatprovider-user`` (verb ``use``) and
+    ``stranger``, bound to nothing."""
+
+    node: NodeCluster
+    image: str
+
+    def token(self, service_account: str) -> str:
+        return self.node.kubectl("create", "token", service_account, "-n", TEAM,
+                                 "--audience", RELAY_AUDIENCE).stdout.strip()
+
+    def register(self, name: str = "vllm") -> None:
+        """Apply the provider ``name`` on the dev server (once the CRDs are installed)."""
+        apply(self.node, {
+            "apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatProvider",
+            "metadata": {"name": name, "namespace": TEAM},
+            "spec": {"endpoint": f"http://upstream.{TEAM}:8000/v1", "serverType": "vllm",
+                     "apiKeySecretRef": {"name": "llm-key", "key": "apiKey"},
+                     "discovery": {"enabled": True, "interval": "1m"}}})
+
+    def provider_ready(self, name: str = "vllm") -> bool:
+        provider = self.node.kubectl_json("get", "chatprovider", name, "-n", TEAM)
+        return any(c["type"] == "Ready" and c["status"] == "True"
+                   for c in provider.get("status", {}).get("conditions", []))
+
+    def call_relay(self, pod: str, service_account: str) -> Any:
+        """From a pod of the team, as ``service_account`` with a projected token: what
+        ``GET /v1/models``, a chat and a stream answered, as ``{"models": [status, body],
+        ...}``."""
+        self.node.kubectl("delete", "pod", pod, "-n", TEAM, "--ignore-not-found")
+        apply(self.node, client_pod(self.image, TEAM, pod, service_account,
+                                    CLIENT % (RELAY_DNS, MODEL), RELAY_AUDIENCE))
+        return pod_output(self.node, TEAM, pod)
+
+
+@pytest.fixture(scope="package")
+def team(node: NodeCluster, image: str) -> Team:
+    restricted_namespace(node, TEAM)
+    node.kubectl("create", "secret", "generic", "llm-key", "-n", TEAM,
+                 "--from-literal=apiKey=e2e-upstream-key")
+    apply(node, *devserver_objects(image, TEAM, "llm-key"))
+    for name in ("app", "stranger"):
+        node.kubectl("create", "serviceaccount", name, "-n", TEAM)
+    node.kubectl("create", "rolebinding", "app-uses-providers", "-n", TEAM,
+                 "--clusterrole=chatprovider-user", f"--serviceaccount={TEAM}:app")
+    return Team(node, image)
+
+
+#: What a client pod runs: models, a chat and a stream through the relay, with the token file
+#: read for each request (it rotates); prints one JSON line.
+CLIENT = textwrap.dedent("""
+    import json, urllib.error, urllib.request
+    BASE = "%s"
+    def call(path, body=None):
+        token = open("/var/run/secrets/relay/token").read().strip()
+        request = urllib.request.Request(
+            BASE + path, data=None if body is None else json.dumps(body).encode(),
+            headers={"Authorization": "Bearer " + token, "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+    status, models = call("/v1/models")
+    chat = {"model": "%s", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]}
+    chat_status, answer = call("/v1/chat/completions", chat)
+    stream_status, stream = call("/v1/chat/completions", {**chat, "stream": True})
+    print(json.dumps({"models": [status, models], "chat": [chat_status, answer],
+                      "stream": [stream_status, stream]}))
+""")
+
+
+def assert_served(seen: Any) -> None:
+    """What :meth:`Team.call_relay` saw, for a caller allowed to use the provider."""
+    status, models = seen["models"]
+    assert status == 200 and MODEL in {m["id"] for m in json.loads(models)["data"]}, models
+    status, answer = seen["chat"]
+    assert status == 200, answer
+    assert json.loads(answer)["choices"][0]["message"]["content"]
+    status, stream = seen["stream"]
+    assert status == 200 and stream.rstrip().endswith("data: [DONE]"), stream
+
+
+def relay_ip(node: NodeCluster) -> str:
+    service = node.kubectl_json("get", "svc", "chatprovider-operator-relay", "-n", NAMESPACE)
+    return str(service["spec"]["clusterIP"])
+
+
+def apply(node: NodeCluster, *objects: dict[str, Any]) -> None:
+    node.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(objects))
+
+
+def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120,
+               interval: float = 0.5, node: NodeCluster | None = None) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    detail = node.log_tails(10) if node is not None else ""
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{detail}")
+
+
+def restricted_namespace(node: NodeCluster, name: str) -> None:
+    """A namespace whose pods must meet the restricted Pod Security Standard."""
+    apply(node, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": {
+        f"pod-security.kubernetes.io/{mode}": "restricted" for mode in ("enforce", "warn")}}})
+
+
+def devserver_objects(image: str, namespace: str, api_key_secret: str) -> list[dict[str, Any]]:
+    """The project's dev server as a pod and a Service ``upstream:8000``: the image's Python
+    running the workshop's devserver package from a ConfigMap (the image ships no workshop)."""
+    files = {"__init__.py": DEVSERVER / "__init__.py",
+             **{f"devserver/{p.name}": p for p in sorted((DEVSERVER / "devserver").glob("*.py"))}}
+    keys = {path.replace("/", "__"): path for path in files}
+    labels = {"app": "upstream"}
+    return [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "devserver",
+                                                              "namespace": namespace},
+         "data": {key: files[path].read_text() for key, path in keys.items()}},
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "upstream", "namespace": namespace, "labels": labels},
+         "spec": {
+             "securityContext": RESTRICTED, "automountServiceAccountToken": False,
+             "containers": [{
+                 "name": "devserver", "image": image, "imagePullPolicy": "Never",
+                 "command": ["/opt/chatprovider/bin/python", "-m",
+                             "chatprovider_tools.devserver", "--host", "0.0.0.0",
+                             "--port", "8000", "--flavour", "vllm", "--models", "llama3"],
+                 "args": ["--api-key", "$(API_KEY)"],
+                 "env": [{"name": "PYTHONPATH", "value": "/workshop"},
+                         {"name": "API_KEY", "valueFrom": {"secretKeyRef": {
+                             "name": api_key_secret, "key": "apiKey"}}}],
+                 "ports": [{"containerPort": 8000}],
+                 "readinessProbe": {"tcpSocket": {"port": 8000}, "periodSeconds": 1},
+                 "securityContext": CONTAINER_RESTRICTED,
+                 "volumeMounts": [{"name": "workshop", "mountPath": "/workshop/chatprovider_tools",
+                                   "readOnly": True}],
+             }],
+             "volumes": [{"name": "workshop", "configMap": {
+                 "name": "devserver",
+                 "items": [{"key": key, "path": path} for key, path in keys.items()]}}],
+         }},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "upstream", "namespace": namespace},
+         "spec": {"selector": labels, "ports": [{"port": 8000, "targetPort": 8000}]}},
+    ]
+
+
+def client_pod(image: str, namespace: str, name: str, service_account: str, script: str,
+               audience: str) -> dict[str, Any]:
+    """A pod that runs ``script`` with the image's Python, holding a projected ServiceAccount
+    token for ``audience`` at /var/run/secrets/relay/token."""
+    return {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "serviceAccountName": service_account, "restartPolicy": "Never",
+            "automountServiceAccountToken": False, "securityContext": RESTRICTED,
+            "containers": [{
+                "name": "client", "image": image, "imagePullPolicy": "Never",
+                "command": ["/opt/chatprovider/bin/python", "-c", script],
+                "securityContext": CONTAINER_RESTRICTED,
+                "volumeMounts": [{"name": "relay", "mountPath": "/var/run/secrets/relay"}],
+            }],
+            "volumes": [{"name": "relay", "projected": {"sources": [{"serviceAccountToken": {
+                "audience": audience, "expirationSeconds": 3600, "path": "token"}}]}}],
+        },
+    }
+
+
+def pod_output(node: NodeCluster, namespace: str, name: str, timeout: float = 120) -> Any:
+    """Wait for a client pod to end; what it printed as JSON (its last line)."""
+    def phase() -> str | None:
+        status = node.kubectl_json("get", "pod", name, "-n", namespace).get("status", {})
+        return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
+
+    ended = wait_until(phase, f"pod {namespace}/{name} to end", timeout, node=node)
+    logs = node.kubectl("logs", name, "-n", namespace).stdout
+    assert ended == "Succeeded", f"pod {name} {ended}:\n{logs}"
+    return json.loads(logs.strip().splitlines()[-1])
+
+
+def rollout(node: NodeCluster, namespace: str, timeout: float = 240) -> None:
+    for deployment in node.kubectl("get", "deploy", "-n", namespace, "-o",
+                                   "name").stdout.split():
+        node.kubectl("rollout", "status", deployment, "-n", namespace, f"--timeout={timeout}s",
+                     timeout=timeout + 10)
+
+
+def helm_install_args(image: str, release: str, namespace: str, *sets: str) -> list[str]:
+    repository, tag = image.rsplit(":", 1)
+    return [release, str(ROOT / "charts" / "chatprovider-operator"), "-n", namespace,
+            "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+            "--set", "image.pullPolicy=Never", *(a for s in sets for a in ("--set", s))]
+
+
