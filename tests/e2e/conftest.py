@@ -9,6 +9,7 @@ through ClusterIPs (kube-proxy's rules) or from pods it starts.
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -148,6 +149,44 @@ def assert_served(seen: Any) -> None:
     assert status == 200 and stream.rstrip().endswith("data: [DONE]"), stream
 
 
+def pods_report(node: NodeCluster, namespace: str) -> str:
+    """Each pod's phase and container states, and the last lines of its logs: what a failed
+    wait shows (a crash loop, an image that does not start, a probe that fails)."""
+    lines = []
+    for pod in node.kubectl_json("get", "pods", "-n", namespace)["items"]:
+        name = pod["metadata"]["name"]
+        states = [(c["name"], c.get("restartCount"), c.get("state"), c.get("lastState"))
+                  for c in pod.get("status", {}).get("containerStatuses", [])]
+        logs = node.kubectl("logs", name, "-n", namespace, "--tail=8", "--all-containers",
+                            check=False)
+        lines.append(f"--- pod {name}: {pod['status'].get('phase')} {states}\n"
+                     f"{logs.stdout}{logs.stderr}")
+    events = node.kubectl("get", "events", "-n", namespace, "--field-selector=type=Warning",
+                          check=False).stdout
+    return "\n".join(lines) + f"\n--- warnings\n{events}"
+
+
+def report(node: NodeCluster, namespace: str = NAMESPACE) -> Callable[[], str]:
+    """:func:`pods_report` of ``namespace``, for a wait's ``why``."""
+    return lambda: pods_report(node, namespace)
+
+
+def probe_results(node: NodeCluster, namespace: str) -> dict[tuple[str, str], dict[str, int]]:
+    """The kubelet's own count of probe results (its /metrics/probes, through the API
+    server): ``{(pod, "Liveness"): {"successful": 3, "failed": 0}, ...}``."""
+    text = node.kubectl("get", "--raw",
+                        "/api/v1/nodes/node1/proxy/metrics/probes").stdout
+    results: dict[tuple[str, str], dict[str, int]] = {}
+    for line in text.splitlines():
+        if not line.startswith("prober_probe_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line[:line.rindex("}")]))
+        if labels.get("namespace") == namespace:
+            counts = results.setdefault((labels["pod"], labels["probe_type"]), {})
+            counts[labels["result"]] = int(float(line.rsplit(" ", 1)[1]))
+    return results
+
+
 def relay_ip(node: NodeCluster) -> str:
     service = node.kubectl_json("get", "svc", "chatprovider-operator-relay", "-n", NAMESPACE)
     return str(service["spec"]["clusterIP"])
@@ -158,7 +197,9 @@ def apply(node: NodeCluster, *objects: dict[str, Any]) -> None:
 
 
 def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120,
-               interval: float = 0.5, node: NodeCluster | None = None) -> Any:
+               interval: float = 0.5, why: Callable[[], str] | None = None) -> Any:
+    """Poll ``predicate`` until it is truthy; on timeout, fail with ``why()`` (what explains
+    it: pods, logs)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -166,7 +207,7 @@ def wait_until(predicate: Callable[[], Any], what: str, timeout: float = 120,
         if last:
             return last
         time.sleep(interval)
-    detail = node.log_tails(10) if node is not None else ""
+    detail = f"\n{why()}" if why is not None else ""
     raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}{detail}")
 
 
@@ -243,7 +284,8 @@ def pod_output(node: NodeCluster, namespace: str, name: str, timeout: float = 12
         status = node.kubectl_json("get", "pod", name, "-n", namespace).get("status", {})
         return status.get("phase") if status.get("phase") in ("Succeeded", "Failed") else None
 
-    ended = wait_until(phase, f"pod {namespace}/{name} to end", timeout, node=node)
+    ended = wait_until(phase, f"pod {namespace}/{name} to end", timeout,
+                       why=report(node, namespace))
     logs = node.kubectl("logs", name, "-n", namespace).stdout
     assert ended == "Succeeded", f"pod {name} {ended}:\n{logs}"
     return json.loads(logs.strip().splitlines()[-1])

@@ -25,12 +25,17 @@ from .conftest import (
     Team,
     assert_served,
     helm_install_args,
+    pods_report,
+    probe_results,
     relay_ip,
+    report,
     restricted_namespace,
     wait_until,
 )
 
 RELEASE = "chatprovider-operator"
+#: Longer than a test's default: an install waits up to 150 s for its rollout.
+pytestmark = pytest.mark.timeout(400)
 
 
 @dataclass(frozen=True)
@@ -47,9 +52,12 @@ class Install:
 def install(node: NodeCluster, image: str, team: Team, helm: HelmRunner) -> Iterator[Install]:
     restricted_namespace(node, NAMESPACE)
     installed = helm("install", *helm_install_args(image, RELEASE, NAMESPACE), "--wait",
-                     "--timeout", "300s", kubeconfig=node.kubeconfig, timeout=330)
+                     "--timeout", "150s", kubeconfig=node.kubeconfig, timeout=180, check=False)
+    assert installed.returncode == 0, (f"helm install: {installed.stderr}\n"
+                                       + pods_report(node, NAMESPACE))
     team.register()
-    wait_until(team.provider_ready, "the provider to be Ready", timeout=120, node=node)
+    wait_until(team.provider_ready, "the provider to be Ready", timeout=120,
+               why=report(node))
     try:
         yield Install(team, installed.stdout + installed.stderr)
     finally:
@@ -69,6 +77,16 @@ def test_the_chart_runs_under_the_restricted_pod_security_standard(install: Inst
     for pod in pods:
         [container] = pod["status"]["containerStatuses"]
         assert container["restartCount"] == 0, (pod["metadata"]["name"], container)
+    # every pod's liveness probe has run and never failed (a wrong path or port would restart
+    # the pod later); each readiness probe succeeded
+    names = {p["metadata"]["name"] for p in pods}
+    probed = wait_until(lambda: (r := probe_results(node, NAMESPACE)) and all(
+        (n, "Liveness") in r for n in names) and r,
+        "every pod's liveness probe to run", timeout=90, why=report(node))
+    assert not [key for key, counts in probed.items()
+                if key[1] == "Liveness" and counts.get("failed")], probed
+    assert all(counts.get("successful") for key, counts in probed.items()
+               if key[1] == "Readiness"), probed  # (the relay's; the operator has none)
     # the processes really run as the image's numeric user, on a read-only root filesystem
     relay = next(p["metadata"]["name"] for p in pods
                  if p["metadata"]["labels"]["app.kubernetes.io/component"] == "relay")
@@ -155,8 +173,8 @@ def test_helm_upgrade_under_steady_load_fails_no_request(install: Install,
         helm("upgrade", *helm_install_args(install.team.image, RELEASE, NAMESPACE,
                                            "relay.tokenCacheTtlSeconds=20",
                                            "logFormat=json"),
-             "--reuse-values", "--wait", "--timeout", "300s", kubeconfig=node.kubeconfig,
-             timeout=330)
+             "--reuse-values", "--wait", "--timeout", "150s", kubeconfig=node.kubeconfig,
+             timeout=180)
         after = _pod_names(node, "relay")
         served = len(outcomes)
         wait_until(lambda: len(outcomes) >= served + 20, "the load to go on after the upgrade")
@@ -187,12 +205,12 @@ def test_killing_the_leader_pod_hands_the_work_to_the_other_replica(install: Ins
     node = install.node
     operators = _pod_names(node, "operator")
     leader = wait_until(lambda: (h := _holder(node)) in operators and h,
-                        "a running operator pod to hold the Lease", node=node)
+                        "a running operator pod to hold the Lease", why=report(node))
     node.kubectl("delete", "pod", leader, "-n", NAMESPACE, "--grace-period=0", "--force")
     # a provider registered after the kill is checked by the replica that takes over
     install.team.register("after-the-kill")
     wait_until(lambda: install.team.provider_ready("after-the-kill"),
-               "the new provider to be Ready", timeout=120, node=node)
+               "the new provider to be Ready", timeout=120, why=report(node))
     holder = _holder(node)
     assert holder != leader and holder in operators, (leader, holder)
     node.kubectl("delete", "chatprovider", "after-the-kill", "-n", TEAM)
@@ -203,7 +221,7 @@ def test_uninstall_keeps_the_crds_and_leaves_no_pod(install: Install, helm: Helm
     helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s",
          kubeconfig=node.kubeconfig, timeout=150)
     wait_until(lambda: not node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"],
-               "the release's pods to be gone", timeout=90, node=node)
+               "the release's pods to be gone", timeout=90, why=report(node))
     crds = {c["metadata"]["name"] for c in node.kubectl_json("get", "crd")["items"]}
     assert "chatproviders.ai.chatprovider.dev" in crds
     # the registration outlives the release (delete removes only what was asked)

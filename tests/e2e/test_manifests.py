@@ -9,7 +9,7 @@ import yaml
 from chatprovider_tools.node import NodeCluster
 from tests.conftest import ROOT
 
-from .conftest import NAMESPACE, Team, assert_served, rollout, wait_until
+from .conftest import NAMESPACE, Team, assert_served, report, rollout, wait_until
 
 MANIFESTS = ROOT / "manifests"
 
@@ -26,5 +26,5 @@ def test_the_plain_manifests_run_and_serve(node: NodeCluster, image: str, team: 
     pods = node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
     assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == [
         "operator", "operator", "relay", "relay"]
-    wait_until(team.provider_ready, "the provider to be Ready", node=node)
+    wait_until(team.provider_ready, "the provider to be Ready", why=report(node))
     assert_served(team.call_relay("manifests-client", "app"))
