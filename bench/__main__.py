@@ -25,13 +25,13 @@ from bench.config import ROOT, BenchConfig, full, smoke
 from bench.source import snapshot
 
 # Memory (6) runs early: RSS never shrinks, so it is measured before any overload step.
-CASE_ORDER = ("1", "6", "2", "4", "5", "3", "8", "10", "7", "9")
+CASE_ORDER = ("1", "11", "6", "2", "4", "5", "3", "8", "10", "7", "9")
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="every case at tiny sizes (< 3 min)")
-    p.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10",
+    p.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11",
                    help="comma-separated case numbers")
     p.add_argument("--providers", type=int, help="providers of case 7 (default 1000)")
     p.add_argument("--big-providers", type=int,
@@ -138,11 +138,11 @@ async def run_cases(cfg: BenchConfig) -> dict[str, Any]:
     from bench.stack import UPSTREAM_KEY, Stack
 
     s = Session(cfg, Stack(cfg))
-    relay_cases = cfg.cases & {"1", "2", "3", "4", "5", "6", "8", "10"}
+    relay_cases = cfg.cases & {"1", "2", "3", "4", "5", "6", "8", "10", "11"}
     steps = {"1": latency.one_at_a_time, "2": latency.fixed_rates,
              "3": throughput.run, "4": streaming.one_at_a_time, "5": streaming.concurrent,
              "6": memory.run, "7": operator.run, "8": rotation.run, "9": idle.run,
-             "10": quota.overhead}
+             "10": quota.overhead, "11": latency.at_concurrency}
     try:
         t = time.monotonic()
         await s.start_plane()

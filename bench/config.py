@@ -30,10 +30,15 @@ class BenchConfig:
     """What ``code`` holds (a commit id, or ``worktree``)."""
     pin: bool = True
     """Pin the proxy under test to CPU 1 and the load generator + upstreams to CPU 0."""
-    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10"})
+    cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
+                                       "11"})
     # 1. added latency, one request at a time
     seq_rounds: int = 20
     seq_per_round: int = 100
+    # 11. requests in flight (closed loop)
+    concurrency: tuple[int, ...] = (16, 64)
+    concurrency_rounds: int = 6
+    concurrency_per_caller: int = 50
     # 2. fixed rates
     rates: tuple[int, ...] = (100, 250, 500, 1000)
     rate_seconds: float = 10.0
@@ -106,6 +111,7 @@ def smoke(results_dir: Path | None = None) -> BenchConfig:
         figures_dir=(results_dir or base.results_dir / "smoke") / "figures",
         report=None,
         seq_rounds=2, seq_per_round=10,
+        concurrency=(2, 4), concurrency_rounds=1, concurrency_per_caller=5,
         rates=(100, 250), rate_seconds=0.5,
         frontier_start=200.0, frontier_max=400.0, frontier_step_seconds=0.5,
         frontier_refine=0, wrk_seconds=1.0, wrk_connections=8,

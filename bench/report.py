@@ -68,6 +68,17 @@ def rows(r: dict[str, Any]) -> list[Row]:
         if f"{ref}_added_p50" in c1:
             add_pair("1", f"{ref} (same placement) added, one at a time: p50 / p99",
                      c1[f"{ref}_added_p50"], c1[f"{ref}_added_p99"], "(reference)", None)
+    for row in _g(r, "11", "rows") or []:
+        conc = row["concurrency"]
+        errs = row["relay"]["errors"] + row["direct"]["errors"]
+        target = "p99 ≤ 5 ms, 0 errors" if conc == 64 else "(no target)"
+        test = (lambda v, e=errs: v <= 5.0 and e == 0) if conc == 64 else None
+        add_pair("11", f"added p50 / p99 at concurrency {conc}, closed loop (errors "
+                 f"relay/direct {row['relay']['errors']}/{row['direct']['errors']}; "
+                 f"{row['relay']['rps']:.0f} / {row['direct']['rps']:.0f} req/s)",
+                 row["added_p50"], row["added_p99"], target, test)
+        add_pair("11", f"nginx added at concurrency {conc} ({row['nginx']['rps']:.0f} req/s)",
+                 row["nginx_added_p50"], row["nginx_added_p99"], "(reference)", None)
     for row in _g(r, "2", "rows") or []:
         rate = row["rate"]
         errs = row["relay"]["errors"] + row["direct"]["errors"]

@@ -10,7 +10,10 @@
 #      Services resolve by name;
 #   4. the pause image (scripts/node/pause.go, static, `docker import`ed as
 #      registry.k8s.io/pause:3.10), beside the project's image and its debootstrap base
-#      (scripts/build-image.sh, which also installs Debian's docker.io).
+#      (scripts/build-image.sh, which also installs Debian's docker.io);
+#   5. the e2e tests' workloads image chatprovider-e2e:dev (scripts/node/e2e.Dockerfile):
+#      llama-server with Gemma 3 270M (scripts/install-llama-server.sh) as an upstream pod, and
+#      curl and the openai SDK (the version the tests use) for app pods.
 #
 # Binaries go to ${CHATPROVIDER_CACHE:-~/.cache/chatprovider}/k8s/<k8s version>/bin; a piece whose
 # stamp matches its version is never rebuilt. Prints that directory.
@@ -20,6 +23,7 @@ cd "$(dirname "$0")/.."
 K8S_VERSION=${K8S_VERSION:-v1.35.4}
 COREDNS_VERSION=${COREDNS_VERSION:-v1.15.0}
 PAUSE_IMAGE=registry.k8s.io/pause:3.10
+E2E_IMAGE=${E2E_IMAGE:-chatprovider-e2e:dev}
 CACHE=${CHATPROVIDER_CACHE:-$HOME/.cache/chatprovider}
 OUT=$CACHE/k8s/$K8S_VERSION/bin
 WORK=$CACHE/node/build
@@ -75,5 +79,39 @@ else
   tar -C "$root" -cf "$root/pause.tar" pause
   "$DOCKER" import --change 'ENTRYPOINT ["/pause"]' "$root/pause.tar" "$PAUSE_IMAGE" >/dev/null
   log "built $PAUSE_IMAGE ($(stat -c %s "$root/pause") bytes)"
+  rm -rf "$root"; trap - EXIT
 fi
+
+# ---- 5. the e2e tests' workloads: llama-server with Gemma as a pod; curl and the openai SDK ---
+LLAMA=$CACHE/llama-server/$(sed -n 's/^LLAMA_CPP_VERSION=${LLAMA_CPP_VERSION:-\(.*\)}$/\1/p' \
+  scripts/install-upstreams.sh)
+[ -x "$LLAMA/bin/llama-server" ] && [ -s "$LLAMA/gemma-3-270m.gguf" ] \
+  || { log "llama-server is not installed in $LLAMA (scripts/install-llama-server.sh)"; exit 1; }
+VENV=${CHATPROVIDER_VENV:-$CACHE/venv}
+OPENAI_VERSION=$("$VENV/bin/python" -c 'import openai; print(openai.__version__)') \
+  || { log "the openai SDK is not installed in $VENV (scripts/setup.sh)"; exit 1; }
+# what the image is made of; an image labelled with the same inputs is not rebuilt
+inputs=$( { cat scripts/node/e2e.Dockerfile tools/chatprovider_tools/templates/gemma.jinja
+            echo "$OPENAI_VERSION ${BASE_IMAGE:-chatprovider-base:bookworm}"
+            stat -c '%s %Y' "$LLAMA/bin/llama-server" "$LLAMA/gemma-3-270m.gguf"; } \
+          | sha256sum | cut -c1-16)
+if [ "$("$DOCKER" image inspect -f '{{index .Config.Labels "dev.chatprovider.inputs"}}' \
+        "$E2E_IMAGE" 2>/dev/null)" = "$inputs" ]; then
+  log "$E2E_IMAGE already built"
+  echo "$OUT"
+  exit 0
+fi
+context=$(mktemp -d)
+trap 'rm -rf "$context"' EXIT
+ln "$LLAMA/bin/llama-server" "$LLAMA/gemma-3-270m.gguf" "$context/" 2>/dev/null \
+  || cp "$LLAMA/bin/llama-server" "$LLAMA/gemma-3-270m.gguf" "$context/"
+cp tools/chatprovider_tools/templates/gemma.jinja "$context/"
+cp scripts/node/e2e.Dockerfile "$context/Dockerfile"
+log "building $E2E_IMAGE (llama-server, Gemma 3 270M, curl, openai $OPENAI_VERSION)"
+DOCKER_BUILDKIT=0 "$DOCKER" build -q \
+  --build-arg BASE="${BASE_IMAGE:-chatprovider-base:bookworm}" \
+  --build-arg OPENAI_VERSION="$OPENAI_VERSION" --label dev.chatprovider.inputs="$inputs" \
+  -t "$E2E_IMAGE" "$context" >/dev/null
+rm -rf "$context"; trap - EXIT
+log "built $E2E_IMAGE: $(( $("$DOCKER" image inspect -f '{{.Size}}' "$E2E_IMAGE") / 1048576 )) MiB"
 echo "$OUT"

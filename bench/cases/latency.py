@@ -1,4 +1,5 @@
-"""Cases 1 and 2: the latency the relay adds, one request at a time and at fixed rates.
+"""Cases 1, 2 and 11: the latency the relay adds, one request at a time, at fixed rates, and
+with many requests in flight.
 
 The reference is the same request sent straight to the upstream, measured in the same run,
 in alternating rounds (so drifts of the machine hit both sides alike).
@@ -6,14 +7,16 @@ in alternating rounds (so drifts of the machine hit both sides alike).
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
-from bench.loadgen import open_loop, sequential
+from bench.client import Pool, Request
+from bench.loadgen import Endpoint, open_loop, sequential
 from bench.session import MODEL, RssSampler, Session, chat_endpoint
 from bench.stack import UPSTREAM_KEY
 from bench.stats import BackgroundLoad, ms
 
-__all__ = ["fixed_rates", "one_at_a_time"]
+__all__ = ["at_concurrency", "fixed_rates", "one_at_a_time"]
 
 
 async def one_at_a_time(s: Session) -> dict[str, Any]:
@@ -83,3 +86,57 @@ async def fixed_rates(s: Session) -> dict[str, Any]:
     out = {"seconds_per_rate": cfg.rate_seconds, "rows": rows, "background_cpu_pct": bg.stop()}
     s.results["2"] = out
     return out
+
+
+async def at_concurrency(s: Session) -> dict[str, Any]:
+    """Case 11: what the relay and nginx add with N requests in flight: N callers, each sending
+    its next request when its last one is answered (a closed loop, as N busy app threads
+    behave), against the same callers straight to the upstream, in rotating rounds."""
+    cfg = s.cfg
+    nginx, nginx_port = s.stack.nginx(s.upstreams["fast"])
+    eps = {"direct": s.direct(), "relay": s.via_relay(),
+           "nginx": chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY)}
+    names = list(eps)
+    clock = asyncio.get_running_loop().time
+    rows: list[dict[str, Any]] = []
+    bg = BackgroundLoad().start()
+    try:
+        for callers in cfg.concurrency:
+            pools = {name: await s.pool(ep, callers) for name, ep in eps.items()}
+            for name in names:  # warm-up at this concurrency
+                await _callers(pools[name], eps[name], callers, 10)
+            lat: dict[str, list[float]] = {name: [] for name in names}
+            errors = dict.fromkeys(names, 0)
+            elapsed = dict.fromkeys(names, 0.0)
+            for i in range(cfg.concurrency_rounds):
+                for name in names[i % len(names):] + names[:i % len(names)]:
+                    began = clock()
+                    done = await _callers(pools[name], eps[name], callers,
+                                          cfg.concurrency_per_caller)
+                    elapsed[name] += clock() - began
+                    lat[name] += [x.latency for x in done if x.ok]
+                    errors[name] += sum(1 for x in done if not x.ok)
+            row: dict[str, Any] = {"concurrency": callers}
+            for name in names:
+                row[name] = {"n": len(lat[name]), "errors": errors[name],
+                             "p50": ms(lat[name], 0.5), "p99": ms(lat[name], 0.99),
+                             "rps": round(len(lat[name]) / elapsed[name], 1)
+                             if elapsed[name] else 0.0}
+            for name in ("relay", "nginx"):
+                prefix = "" if name == "relay" else f"{name}_"
+                row[f"{prefix}added_p50"] = round(row[name]["p50"] - row["direct"]["p50"], 3)
+                row[f"{prefix}added_p99"] = round(row[name]["p99"] - row["direct"]["p99"], 3)
+            rows.append(row)
+    finally:
+        s.stack.stop(nginx)
+    out = {"rounds": cfg.concurrency_rounds, "per_caller": cfg.concurrency_per_caller,
+           "rows": rows, "background_cpu_pct": bg.stop()}
+    s.results["11"] = out
+    return out
+
+
+async def _callers(pool: Pool, endpoint: Endpoint, callers: int,
+                   each: int) -> list[Request]:
+    """``callers`` closed loops of ``each`` requests at once."""
+    done = await asyncio.gather(*(sequential(pool, endpoint, each) for _ in range(callers)))
+    return [request for requests in done for request in requests]

@@ -14,22 +14,32 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from chatprovider_tools import llamaserver
 from chatprovider_tools.node import NodeCluster, NodeError
 from tests.conftest import RELAY_AUDIENCE, ROOT
 
 #: The image `make setup` builds from this tree (scripts/build-image.sh).
 IMAGE = "chatprovider-operator:dev"
+#: The tests' workloads, not the product (scripts/node/e2e.Dockerfile, built by
+#: scripts/install-node.sh): llama.cpp's llama-server with Gemma 3 270M, curl, the openai SDK.
+WORKLOADS_IMAGE = "chatprovider-e2e:dev"
 #: Where the chart (release chatprovider-operator) and manifests/ install the product.
 NAMESPACE = "chatprovider-system"
 RELAY_DNS = f"http://chatprovider-operator-relay.{NAMESPACE}:8080"
 #: The team whose provider the tests call: its server is a pod in the team's namespace.
 TEAM = "team-a"
 MODEL = f"{TEAM}/vllm/llama3"
+#: The team's second provider: llama-server with a real model, as a pod.
+GEMMA = f"{TEAM}/gemma/{llamaserver.MODEL_ALIAS}"
+#: The team's upstreams: provider name -> (endpoint, serverType).
+SERVERS = {"vllm": (f"http://upstream.{TEAM}:8000/v1", "vllm"),
+           "gemma": (f"http://gemma.{TEAM}:8080/v1", "llamacpp")}
 DEVSERVER = ROOT / "tools" / "chatprovider_tools"
 #: A pod's securityContext under the restricted Pod Security Standard.
 RESTRICTED = {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
@@ -55,34 +65,51 @@ def node() -> Iterator[NodeCluster]:
     assert cluster.leftovers() == []
 
 
+def _load(node: NodeCluster, image: str) -> str:
+    began = time.monotonic()
+    try:
+        name = node.load_image(image)
+    except NodeError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    print(f"\n{image} loaded into the node in {time.monotonic() - began:.1f}s")
+    return name
+
+
 @pytest.fixture(scope="package")
 def image(node: NodeCluster) -> str:
     """The project's image, in the node's containerd (pods use it with pullPolicy Never)."""
-    began = time.monotonic()
-    name = node.load_image(IMAGE)
-    print(f"\n{IMAGE} loaded into the node in {time.monotonic() - began:.1f}s")
-    return name
+    return _load(node, IMAGE)
+
+
+@pytest.fixture(scope="package")
+def workloads(node: NodeCluster) -> str:
+    """The tests' workloads image, in the node's containerd."""
+    return _load(node, WORKLOADS_IMAGE)
 
 
 @dataclass(frozen=True)
 class Team:
-    """Namespace ``team-a`` (restricted): a dev server pod (the provider ``vllm`` once
-    registered), the ServiceAccount ``app`` bound to ``chatprovider-user`` (verb ``use``) and
-    ``stranger``, bound to nothing."""
+    """Namespace ``team-a`` (restricted): two upstream pods, the project's dev server and
+    llama-server with Gemma (the providers ``vllm`` and ``gemma`` once registered), the
+    ServiceAccount ``app`` bound to ``chatprovider-user`` (verb ``use``) and ``stranger``, bound
+    to nothing."""
 
     node: NodeCluster
     image: str
+    workloads: str
 
     def token(self, service_account: str) -> str:
         return self.node.kubectl("create", "token", service_account, "-n", TEAM,
                                  "--audience", RELAY_AUDIENCE).stdout.strip()
 
-    def register(self, name: str = "vllm") -> None:
-        """Apply the provider ``name`` on the dev server (once the CRDs are installed)."""
+    def register(self, name: str = "vllm", server: str = "vllm") -> None:
+        """Apply the provider ``name`` on the upstream ``server`` (a key of :data:`SERVERS`),
+        once the CRDs are installed."""
+        endpoint, server_type = SERVERS[server]
         apply(self.node, {
             "apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatProvider",
             "metadata": {"name": name, "namespace": TEAM},
-            "spec": {"endpoint": f"http://upstream.{TEAM}:8000/v1", "serverType": "vllm",
+            "spec": {"endpoint": endpoint, "serverType": server_type,
                      "apiKeySecretRef": {"name": "llm-key", "key": "apiKey"},
                      "discovery": {"enabled": True, "interval": "1m"}}})
 
@@ -95,23 +122,34 @@ class Team:
         """From a pod of the team, as ``service_account`` with a projected token: what
         ``GET /v1/models``, a chat and a stream answered, as ``{"models": [status, body],
         ...}``."""
+        return self._run(pod, service_account, self.image, ["/opt/chatprovider/bin/python",
+                                                             "-c", CLIENT % (RELAY_DNS, MODEL)])
+
+    def call_gemma_with_sdk_and_curl(self, pod: str, service_account: str) -> Any:
+        """From a pod of the team running the openai SDK and curl (the workloads image), the
+        real model through the relay's DNS name: what :data:`SDK_CLIENT` printed."""
+        return self._run(pod, service_account, self.workloads,
+                         ["/opt/client/bin/python", "-c", SDK_CLIENT % (RELAY_DNS, GEMMA)])
+
+    def _run(self, pod: str, service_account: str, image: str, command: list[str]) -> Any:
         self.node.kubectl("delete", "pod", pod, "-n", TEAM, "--ignore-not-found")
-        apply(self.node, client_pod(self.image, TEAM, pod, service_account,
-                                    CLIENT % (RELAY_DNS, MODEL), RELAY_AUDIENCE))
+        apply(self.node, client_pod(image, TEAM, pod, service_account, command,
+                                    RELAY_AUDIENCE))
         return pod_output(self.node, TEAM, pod)
 
 
 @pytest.fixture(scope="package")
-def team(node: NodeCluster, image: str) -> Team:
+def team(node: NodeCluster, image: str, workloads: str) -> Team:
     restricted_namespace(node, TEAM)
     node.kubectl("create", "secret", "generic", "llm-key", "-n", TEAM,
                  "--from-literal=apiKey=e2e-upstream-key")
-    apply(node, *devserver_objects(image, TEAM, "llm-key"))
+    apply(node, *devserver_objects(image, TEAM, "llm-key"),
+          *llama_server_objects(workloads, TEAM, "llm-key"))
     for name in ("app", "stranger"):
         node.kubectl("create", "serviceaccount", name, "-n", TEAM)
     node.kubectl("create", "rolebinding", "app-uses-providers", "-n", TEAM,
                  "--clusterrole=chatprovider-user", f"--serviceaccount={TEAM}:app")
-    return Team(node, image)
+    return Team(node, image, workloads)
 
 
 #: What a client pod runs: models, a chat and a stream through the relay, with the token file
@@ -135,6 +173,40 @@ CLIENT = textwrap.dedent("""
     stream_status, stream = call("/v1/chat/completions", {**chat, "stream": True})
     print(json.dumps({"models": [status, models], "chat": [chat_status, answer],
                       "stream": [stream_status, stream]}))
+""")
+
+
+#: What an app pod with the openai SDK and curl runs against the real model: models, a chat and
+#: a stream with the SDK (its api_key a callable that reads the rotating token file), a chat
+#: with curl; prints one JSON line. (A base model's words are not asserted, only that it
+#: generated them: finish reasons and usage.)
+SDK_CLIENT = textwrap.dedent("""
+    import json, subprocess, openai
+    BASE, MODEL = "%s", "%s"
+    def token():
+        return open("/var/run/secrets/relay/token").read().strip()
+    client = openai.OpenAI(base_url=BASE + "/v1", api_key=token, max_retries=0, timeout=120)
+    hello = [{"role": "user", "content": "Say hello."}]
+    models = sorted(m.id for m in client.models.list())
+    chat = client.chat.completions.create(model=MODEL, max_tokens=8, messages=hello,
+                                          temperature=0)
+    chunks = list(client.chat.completions.create(
+        model=MODEL, max_tokens=8, messages=hello, temperature=0, stream=True,
+        stream_options={"include_usage": True}))
+    curl = subprocess.run(
+        ["curl", "-sS", "-m", "120", "-w", "\\n%%{http_code}", BASE + "/v1/chat/completions",
+         "-H", "Authorization: Bearer " + token(), "-H", "Content-Type: application/json",
+         "-d", json.dumps({"model": MODEL, "max_tokens": 4, "messages": hello})],
+        capture_output=True, text=True)
+    body, _, code = curl.stdout.rpartition("\\n")
+    print(json.dumps({
+        "models": models, "chat_model": chat.model, "chat_tokens": chat.usage.completion_tokens,
+        "chat_finish": chat.choices[0].finish_reason,
+        "streamed": "".join(c.choices[0].delta.content or "" for c in chunks if c.choices),
+        "stream_finish": [c.choices[0].finish_reason for c in chunks
+                          if c.choices and c.choices[0].finish_reason],
+        "stream_tokens": [c.usage.completion_tokens for c in chunks if c.usage],
+        "curl": [code, body, curl.stderr]}))
 """)
 
 
@@ -257,10 +329,44 @@ def devserver_objects(image: str, namespace: str, api_key_secret: str) -> list[d
     ]
 
 
-def client_pod(image: str, namespace: str, name: str, service_account: str, script: str,
-               audience: str) -> dict[str, Any]:
-    """A pod that runs ``script`` with the image's Python, holding a projected ServiceAccount
-    token for ``audience`` at /var/run/secrets/relay/token."""
+def llama_server_objects(image: str, namespace: str,
+                         api_key_secret: str) -> list[dict[str, Any]]:
+    """llama.cpp's llama-server with Gemma 3 270M (the workloads image) as a pod and a Service
+    ``gemma:8080``, behind the key in ``api_key_secret``, started as the tests start it on the
+    host (:func:`chatprovider_tools.llamaserver.server_argv`)."""
+    root = Path("/opt/llama")
+    labels = {"app": "gemma"}
+    return [
+        {"apiVersion": "v1", "kind": "Pod",
+         "metadata": {"name": "gemma", "namespace": namespace, "labels": labels},
+         "spec": {
+             "securityContext": RESTRICTED, "automountServiceAccountToken": False,
+             "containers": [{
+                 "name": "llama-server", "image": image, "imagePullPolicy": "Never",
+                 "command": llamaserver.server_argv(8080, "$(API_KEY)", root=root,
+                                                    host="0.0.0.0",
+                                                    template=root / "gemma.jinja"),
+                 "env": [{"name": "API_KEY", "valueFrom": {"secretKeyRef": {
+                     "name": api_key_secret, "key": "apiKey"}}}],
+                 "ports": [{"containerPort": 8080}],
+                 # /health answers 503 until the model is loaded, and needs no key
+                 "readinessProbe": {"httpGet": {"path": "/health", "port": 8080},
+                                    "periodSeconds": 1},
+                 "securityContext": CONTAINER_RESTRICTED,
+                 "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+             }],
+             "volumes": [{"name": "tmp", "emptyDir": {}}],
+         }},
+        {"apiVersion": "v1", "kind": "Service",
+         "metadata": {"name": "gemma", "namespace": namespace},
+         "spec": {"selector": labels, "ports": [{"port": 8080, "targetPort": 8080}]}},
+    ]
+
+
+def client_pod(image: str, namespace: str, name: str, service_account: str,
+               command: list[str], audience: str) -> dict[str, Any]:
+    """A pod that runs ``command``, holding a projected ServiceAccount token for ``audience``
+    at /var/run/secrets/relay/token."""
     return {
         "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": namespace},
         "spec": {
@@ -268,7 +374,7 @@ def client_pod(image: str, namespace: str, name: str, service_account: str, scri
             "automountServiceAccountToken": False, "securityContext": RESTRICTED,
             "containers": [{
                 "name": "client", "image": image, "imagePullPolicy": "Never",
-                "command": ["/opt/chatprovider/bin/python", "-c", script],
+                "command": command,
                 "securityContext": CONTAINER_RESTRICTED,
                 "volumeMounts": [{"name": "relay", "mountPath": "/var/run/secrets/relay"}],
             }],

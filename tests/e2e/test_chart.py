@@ -1,7 +1,8 @@
 """The chart with its defaults on a real node, as a platform team installs it: into a namespace
 that enforces the restricted Pod Security Standard, the operator (2 replicas, leader election)
-and the relay (separate, 2 replicas) running from the project's image; a provider whose server
-is a pod; apps calling the relay's Service by its DNS name with a projected token."""
+and the relay (separate, 2 replicas) running from the project's image; providers whose servers
+are pods (the dev server, and llama-server with a real model); apps calling the relay's Service
+by its DNS name with a projected token."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import partial
 
 import httpx
 import openai
@@ -19,6 +21,7 @@ from chatprovider_tools.node import NodeCluster
 from tests.conftest import HelmRunner
 
 from .conftest import (
+    GEMMA,
     MODEL,
     NAMESPACE,
     TEAM,
@@ -56,8 +59,10 @@ def install(node: NodeCluster, image: str, team: Team, helm: HelmRunner) -> Iter
     assert installed.returncode == 0, (f"helm install: {installed.stderr}\n"
                                        + pods_report(node, NAMESPACE))
     team.register()
-    wait_until(team.provider_ready, "the provider to be Ready", timeout=120,
-               why=report(node))
+    team.register("gemma", server="gemma")
+    for name in ("vllm", "gemma"):
+        wait_until(partial(team.provider_ready, name), f"the provider {name} to be Ready",
+                   timeout=120, why=report(node))
     try:
         yield Install(team, installed.stdout + installed.stderr)
     finally:
@@ -97,6 +102,17 @@ def test_the_chart_runs_under_the_restricted_pod_security_standard(install: Inst
 
 def test_an_app_pod_calls_the_relay_by_its_service_name(install: Install) -> None:
     assert_served(install.team.call_relay("app-client", "app"))
+
+
+def test_an_app_pod_calls_a_real_model_with_the_openai_sdk_and_curl(install: Install) -> None:
+    seen = install.team.call_gemma_with_sdk_and_curl("sdk-client", "app")
+    assert {MODEL, GEMMA} <= set(seen["models"]), seen
+    # llama-server generated the answer (Gemma 3 270M on this CPU), and streamed one
+    assert seen["chat_tokens"] > 0 and seen["chat_finish"] in ("stop", "length"), seen
+    assert seen["stream_finish"] and seen["stream_tokens"][-1] > 0, seen
+    code, body, stderr = seen["curl"]
+    assert code == "200", (body, stderr)
+    assert json.loads(body)["choices"][0]["finish_reason"] in ("stop", "length"), body
 
 
 def test_a_service_account_without_use_is_refused(install: Install) -> None:

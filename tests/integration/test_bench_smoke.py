@@ -45,7 +45,11 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     data = json.loads((results / "results.json").read_text())
     r = data["results"]
-    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"}
+    assert set(r) == {"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11"}
+    # 11: every caller's requests answered at each concurrency, through each path
+    assert all(row[name]["n"] == row["concurrency"] * r["11"]["per_caller"]
+               and row[name]["errors"] == 0
+               for row in r["11"]["rows"] for name in ("direct", "relay", "nginx"))
     # 10: requests under a quota, counters in memory and in Redis, beside ungoverned ones
     assert all(r["10"][name]["n"] > 0 and r["10"][name]["errors"] == 0
                for name in ("memory", "memory+quota", "redis", "redis+quota"))

@@ -67,15 +67,17 @@ def install_dir() -> Path:
     return _cache() / "llama-server" / _pinned_version()
 
 
-def server_argv(port: int, api_key: str, *extra: str, root: Path | None = None) -> list[str]:
-    """The command line: loopback, behind ``api_key``, 2 threads, one slot, Jinja with Gemma's
-    template."""
+def server_argv(port: int, api_key: str, *extra: str, root: Path | None = None,
+                host: str = "127.0.0.1", template: Path = GEMMA_TEMPLATE) -> list[str]:
+    """The command line: on ``host`` (loopback), behind ``api_key``, 2 threads, one slot, Jinja
+    with Gemma's ``template``. ``root`` holds ``bin/llama-server`` and the model (the install
+    directory; in the e2e tests' image, ``/opt/llama``)."""
     root = root or install_dir()
     return [
         str(root / "bin" / "llama-server"), "--model", str(root / "gemma-3-270m.gguf"),
-        "--alias", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(port), "--api-key", api_key,
+        "--alias", MODEL_ALIAS, "--host", host, "--port", str(port), "--api-key", api_key,
         "--threads", "2", "--threads-batch", "2", "--ctx-size", str(CTX_SIZE), "--parallel", "1",
-        "--no-webui", "--jinja", "--chat-template-file", str(GEMMA_TEMPLATE), *extra,
+        "--no-webui", "--jinja", "--chat-template-file", str(template), *extra,
     ]
 
 
