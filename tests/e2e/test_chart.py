@@ -217,7 +217,7 @@ def _holder(node: NodeCluster) -> str | None:
     return lease.stdout.strip() or None
 
 
-def test_killing_the_leader_pod_hands_the_work_to_the_other_replica(install: Install) -> None:
+def test_killing_the_leader_pod_hands_the_work_to_another_replica(install: Install) -> None:
     node = install.node
     operators = _pod_names(node, "operator")
     leader = wait_until(lambda: (h := _holder(node)) in operators and h,
@@ -227,8 +227,10 @@ def test_killing_the_leader_pod_hands_the_work_to_the_other_replica(install: Ins
     install.team.register("after-the-kill")
     wait_until(lambda: install.team.provider_ready("after-the-kill"),
                "the new provider to be Ready", timeout=120, why=report(node))
+    # the standby, or the pod that replaced the killed one: whichever first saw the Lease
+    # expire (both were seen to win)
     holder = _holder(node)
-    assert holder != leader and holder in operators, (leader, holder)
+    assert holder != leader and holder in _pod_names(node, "operator"), (leader, holder)
     node.kubectl("delete", "chatprovider", "after-the-kill", "-n", TEAM)
 
 
