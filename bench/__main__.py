@@ -47,7 +47,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--code", default="HEAD",
                    help="commit to measure (default HEAD), or 'worktree' for the working tree")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
-    p.add_argument("--results", type=Path,
+    p.add_argument("--results", type=lambda value: Path(value).resolve(),  # (nginx -p)
                    help="results directory; the report and figures go there too, not into "
                         "the repository's BENCHMARKS.md and docs/bench")
     p.add_argument("--report-only", action="store_true",
