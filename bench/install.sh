@@ -26,7 +26,8 @@ else
 fi
 
 [ -x "$VENV/bin/python" ] || { log "no venv at $VENV: run 'make setup' first"; exit 1; }
-if "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null && [ -x "$VENV/bin/py-spy" ]; then
+if "$VENV/bin/python" -c 'import matplotlib, granian, httptools' 2>/dev/null \
+   && [ -x "$VENV/bin/py-spy" ]; then
   log "bench Python extras already installed"
 else
   log "installing the bench extra into $VENV"

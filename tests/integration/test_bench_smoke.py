@@ -80,3 +80,24 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert "| case | metric |" not in proc.stdout  # smoke writes no report ...
     assert "case metric" in proc.stdout              # ... but prints the table
     assert list((results / "figures").glob("*.png"))
+
+
+@pytest.mark.timeout(300)
+def test_the_hot_path_comparison_runs_every_stack(tmp_path: Path) -> None:
+    """``python -m bench.hotpath.compare`` at its smallest: every stack relays every request
+    of wrk's runs (no timing asserted)."""
+    missing = _missing() + [name for name in ("granian", "httptools") if subprocess.run(
+        [sys.executable, "-c", f"import {name}"], capture_output=True).returncode]
+    if missing:
+        pytest.fail(f"missing {', '.join(missing)}: run `bash bench/install.sh`", pytrace=False)
+    out = tmp_path / "hotpath.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.hotpath.compare", "--seconds", "1", "--rounds", "1",
+         "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    targets = json.loads(out.read_text())["targets"]
+    assert set(targets) == {"direct", "aiohttp", "aiohttp+raw", "granian", "granian+raw",
+                            "httptools", "nginx"}
+    for name, target in targets.items():
+        for run in ("c1", "c64"):
+            assert target[run]["rps"] > 0 and target[run]["errors"] == 0, (name, target)

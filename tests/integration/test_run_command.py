@@ -83,9 +83,12 @@ def test_run_checks_providers_and_relays_for_authorized_service_accounts(
 
         app = openai.OpenAI(base_url=f"{url}/v1", api_key=mint_token(namespace, "app",
                                                                        audience=RELAY_AUDIENCE))
-        models = [m.id for m in app.models.list()]
         model = f"{namespace}/vllm/{upstream.models[0]}"
-        assert model in models
+        # the relay learns of Ready through its own watch, a moment after the API server has it
+        deadline = time.monotonic() + 30
+        while model not in (models := [m.id for m in app.models.list()]):
+            assert time.monotonic() < deadline, models
+            time.sleep(0.1)
         answer = app.chat.completions.create(
             model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=8)
         assert answer.choices[0].message.content

@@ -130,8 +130,10 @@ def processes() -> Iterator[Callable[..., Process]]:
 
 
 def wait_http(url: str, proc: Process, timeout: float = 30.0, status: int = 200,
-              headers: Mapping[str, str] | None = None) -> httpx.Response:
-    """Poll ``url`` until it answers ``status``; fail early with the log if ``proc`` exits."""
+              headers: Mapping[str, str] | None = None,
+              until: Callable[[httpx.Response], bool] | None = None) -> httpx.Response:
+    """Poll ``url`` until it answers ``status`` (and the answer satisfies ``until``); fail
+    early with the log if ``proc`` exits."""
     deadline = time.monotonic() + timeout
     last = "no answer"
     while time.monotonic() < deadline:
@@ -140,7 +142,7 @@ def wait_http(url: str, proc: Process, timeout: float = 30.0, status: int = 200,
                                  f"{proc.output()[-3000:]}")
         try:
             resp = httpx.get(url, headers=dict(headers or {}), timeout=2)
-            if resp.status_code == status:
+            if resp.status_code == status and (until is None or until(resp)):
                 return resp
             last = f"HTTP {resp.status_code} {resp.text[:200]}"
         except httpx.HTTPError as exc:

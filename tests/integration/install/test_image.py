@@ -126,6 +126,11 @@ def test_the_operator_in_the_image_makes_a_provider_ready_and_relays_to_it(
             kubectl("wait", "-n", namespace, "chatprovider/vllm", "--for=condition=Ready",
                     "--timeout=60s")
             wait_http(f"http://127.0.0.1:{health_port}/healthz", operator)
+            # the relay learns of Ready through its own watch, a moment after the API server
+            # has it (CI once asked in between and got 503 provider_not_ready)
+            wait_http(f"http://127.0.0.1:{relay_port}/v1/models", operator,
+                      until=lambda r: f"{namespace}/vllm/qwen" in {
+                          m["id"] for m in r.json()["data"]})
             answer = httpx.post(f"http://127.0.0.1:{relay_port}/v1/chat/completions",
                                 json={"model": f"{namespace}/vllm/qwen",
                                       "messages": [{"role": "user", "content": "Hi"}]},
