@@ -90,15 +90,13 @@ async def rsgi_app_raw(scope: Any, protocol: Any) -> None:
 
 # ---- the raw client, and httptools on both sides ---------------------------------------------
 
-class _Upstream(asyncio.Protocol):
-    """One kept-alive upstream connection; one request at a time."""
+class _Parsed(asyncio.Protocol):
+    """A connection whose bytes llhttp parses, collecting each message's body."""
 
-    def __init__(self, pool: deque[_Upstream]) -> None:
-        self.pool = pool
+    def __init__(self, parser: Any) -> None:
+        self.parser = parser
         self.transport: asyncio.Transport | None = None
-        self.parser = httptools.HttpResponseParser(self)
         self.body: list[bytes] = []
-        self.done: asyncio.Future[tuple[int, bytes]] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
@@ -108,6 +106,15 @@ class _Upstream(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
+
+
+class _Upstream(_Parsed):
+    """One kept-alive upstream connection; one request at a time."""
+
+    def __init__(self, pool: deque[_Upstream]) -> None:
+        super().__init__(httptools.HttpResponseParser(self))
+        self.pool = pool
+        self.done: asyncio.Future[tuple[int, bytes]] | None = None
 
     def on_message_complete(self) -> None:
         assert self.done is not None
@@ -144,22 +151,11 @@ async def _forward(body: bytes) -> tuple[int, bytes]:
     return await upstream.send(request)
 
 
-class _Client(asyncio.Protocol):
+class _Client(_Parsed):
     """One caller's connection: parse each request, relay it, write the answer."""
 
     def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.transport: asyncio.Transport | None = None
-        self.body: list[bytes] = []
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = cast(asyncio.Transport, transport)  # (uvloop's is not a subclass)
-
-    def data_received(self, data: bytes) -> None:
-        self.parser.feed_data(data)
-
-    def on_body(self, body: bytes) -> None:
-        self.body.append(body)
+        super().__init__(httptools.HttpRequestParser(self))
 
     def on_message_complete(self) -> None:
         body, self.body = b"".join(self.body), []
