@@ -22,7 +22,7 @@ import yaml
 
 from chatprovider_tools import llamaserver
 from chatprovider_tools.node import NodeCluster, NodeError
-from tests.conftest import RELAY_AUDIENCE, ROOT
+from tests.conftest import RELAY_AUDIENCE, ROOT, HelmRunner
 
 #: The image `make setup` builds from this tree (scripts/build-image.sh).
 IMAGE = "chatprovider-operator:dev"
@@ -31,6 +31,7 @@ IMAGE = "chatprovider-operator:dev"
 WORKLOADS_IMAGE = "chatprovider-e2e:dev"
 #: Where the chart (release chatprovider-operator) and manifests/ install the product.
 NAMESPACE = "chatprovider-system"
+RELEASE = "chatprovider-operator"
 RELAY_DNS = f"http://chatprovider-operator-relay.{NAMESPACE}:8080"
 #: The team whose provider the tests call: its server is a pod in the team's namespace.
 TEAM = "team-a"
@@ -411,3 +412,20 @@ def helm_install_args(image: str, release: str, namespace: str, *sets: str) -> l
             "--set", "image.pullPolicy=Never", *(a for s in sets for a in ("--set", s))]
 
 
+
+
+def helm_install(helm: HelmRunner, node: NodeCluster, image: str, *sets: str) -> str:
+    """``helm install --wait`` of the chart (release :data:`RELEASE`, ``--set`` each of
+    ``sets``) into :data:`NAMESPACE`, which enforces restricted; fails with the pods' report
+    when the rollout does not finish in 150 s. What helm printed."""
+    restricted_namespace(node, NAMESPACE)
+    installed = helm("install", *helm_install_args(image, RELEASE, NAMESPACE, *sets), "--wait",
+                     "--timeout", "150s", kubeconfig=node.kubeconfig, timeout=180, check=False)
+    assert installed.returncode == 0, (f"helm install: {installed.stderr}\n"
+                                       + pods_report(node, NAMESPACE))
+    return installed.stdout + installed.stderr
+
+
+def helm_uninstall(helm: HelmRunner, node: NodeCluster, check: bool = True) -> None:
+    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s",
+         kubeconfig=node.kubeconfig, check=check, timeout=150)

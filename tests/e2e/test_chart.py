@@ -24,19 +24,19 @@ from .conftest import (
     GEMMA,
     MODEL,
     NAMESPACE,
+    RELEASE,
     TEAM,
     Team,
     assert_served,
+    helm_install,
     helm_install_args,
-    pods_report,
+    helm_uninstall,
     probe_results,
     relay_ip,
     report,
-    restricted_namespace,
     wait_until,
 )
 
-RELEASE = "chatprovider-operator"
 #: Longer than a test's default: an install waits up to 150 s for its rollout.
 pytestmark = pytest.mark.timeout(400)
 
@@ -53,21 +53,16 @@ class Install:
 
 @pytest.fixture(scope="module")
 def install(node: NodeCluster, image: str, team: Team, helm: HelmRunner) -> Iterator[Install]:
-    restricted_namespace(node, NAMESPACE)
-    installed = helm("install", *helm_install_args(image, RELEASE, NAMESPACE), "--wait",
-                     "--timeout", "150s", kubeconfig=node.kubeconfig, timeout=180, check=False)
-    assert installed.returncode == 0, (f"helm install: {installed.stderr}\n"
-                                       + pods_report(node, NAMESPACE))
+    output = helm_install(helm, node, image)
     team.register()
     team.register("gemma", server="gemma")
     for name in ("vllm", "gemma"):
         wait_until(partial(team.provider_ready, name), f"the provider {name} to be Ready",
                    timeout=120, why=report(node))
     try:
-        yield Install(team, installed.stdout + installed.stderr)
+        yield Install(team, output)
     finally:
-        helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s",
-             kubeconfig=node.kubeconfig, check=False, timeout=150)
+        helm_uninstall(helm, node, check=False)
 
 
 def test_the_chart_runs_under_the_restricted_pod_security_standard(install: Install) -> None:
@@ -236,8 +231,7 @@ def test_killing_the_leader_pod_hands_the_work_to_another_replica(install: Insta
 
 def test_uninstall_keeps_the_crds_and_leaves_no_pod(install: Install, helm: HelmRunner) -> None:
     node = install.node
-    helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s",
-         kubeconfig=node.kubeconfig, timeout=150)
+    helm_uninstall(helm, node)
     wait_until(lambda: not node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"],
                "the release's pods to be gone", timeout=90, why=report(node))
     crds = {c["metadata"]["name"] for c in node.kubectl_json("get", "crd")["items"]}

@@ -14,29 +14,22 @@ from .conftest import (
     TEAM,
     Team,
     assert_served,
-    helm_install_args,
+    helm_install,
+    helm_uninstall,
     pods_report,
     report,
-    restricted_namespace,
     wait_until,
 )
 
-RELEASE = "chatprovider-operator"
 #: An install waits up to 150 s for its rollout, an uninstall up to 120 s.
 pytestmark = pytest.mark.timeout(400)
 
 
 def test_the_relay_embedded_in_the_operator_pods_serves_apps(
         node: NodeCluster, image: str, team: Team, helm: HelmRunner) -> None:
-    restricted_namespace(node, NAMESPACE)
-    installed = helm("install", *helm_install_args(image, RELEASE, NAMESPACE,
-                                                   "relay.mode=embedded"),
-                     "--wait", "--timeout", "150s", kubeconfig=node.kubeconfig, timeout=180,
-                     check=False)
     try:
-        assert installed.returncode == 0, (f"helm install: {installed.stderr}\n"
-                                           + pods_report(node, NAMESPACE))
-        assert "violate PodSecurity" not in installed.stdout + installed.stderr
+        assert "violate PodSecurity" not in helm_install(helm, node, image,
+                                                         "relay.mode=embedded")
         pods = node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
         assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"]
                       for p in pods) == ["operator", "operator"]  # no relay Deployment
@@ -53,7 +46,6 @@ def test_the_relay_embedded_in_the_operator_pods_serves_apps(
         assert_served(team.call_relay("embedded-client", "app"))
         node.kubectl("delete", "chatprovider", "embedded", "-n", TEAM, timeout=60)
     finally:
-        helm("uninstall", RELEASE, "-n", NAMESPACE, "--wait", "--timeout", "120s",
-             kubeconfig=node.kubeconfig, check=False, timeout=150)
+        helm_uninstall(helm, node, check=False)
     wait_until(lambda: not node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"],
                "the release's pods to be gone", timeout=90, why=report(node))
