@@ -21,7 +21,7 @@ from bench.session import MODEL, RssSampler, Session, chat_endpoint
 from bench.stack import UPSTREAM_KEY
 from bench.stats import BackgroundLoad, ms
 
-__all__ = ["frontier", "run"]
+__all__ = ["frontier", "parse_wrk", "run"]
 
 
 def _passes(res: RunResult, bound_ms: float) -> bool:
@@ -101,13 +101,24 @@ def wrk(s: Session, ep_host: str, port: int, model: str, key: str | None) -> dic
                              timeout=cfg.wrk_seconds + 60).stdout
     except (OSError, subprocess.TimeoutExpired) as exc:
         return {"error": type(exc).__name__}
+    parsed = parse_wrk(out)
+    return {"rps": parsed["rps"], "p99_ms": parsed["p99"], "non_2xx": parsed["non_2xx"],
+            "socket_errors": parsed["socket_errors"]}
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """What ``wrk --latency`` printed: requests/s, p50 and p99 in ms (None when absent),
+    non-2xx answers and socket errors."""
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+    def pct(p: str) -> float | None:
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
+        return float(m.group(1)) * scale[m.group(2)] if m else None
+
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    p99 = re.search(r"\s99%\s+([\d.]+)(us|ms|s)\b", out)
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return {"rps": float(rps.group(1)) if rps else None,
-            "p99_ms": float(p99.group(1)) * scale[p99.group(2)] if p99 else None,
+    return {"rps": float(rps.group(1)) if rps else None, "p50": pct("50"), "p99": pct("99"),
             "non_2xx": int(errors.group(1)) if errors else 0,
             "socket_errors": sum(int(x) for x in sock.groups()) if sock else 0}
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import socket
 import subprocess
@@ -30,6 +29,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+from bench.cases.throughput import parse_wrk
 from bench.config import ROOT
 
 ANSWER = json.dumps({
@@ -79,18 +79,10 @@ def _wrk(port: int, connections: int, seconds: int, script: Path) -> dict[str, A
     argv = ["taskset", "-c", DRIVER_CPU, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
             "--latency", "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 30).stdout
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-
-    def pct(p: str) -> float | None:
-        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)\b", out)
-        return round(float(m.group(1)) * scale[m.group(2)], 3) if m else None
-
-    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {"rps": float(rps.group(1)) if rps else 0.0, "p50": pct("50"), "p99": pct("99"),
-            "errors": (int(bad.group(1)) if bad else 0)
-            + (sum(int(x) for x in sock.groups()) if sock else 0)}
+    parsed = parse_wrk(out)
+    return {"rps": parsed["rps"] or 0.0,
+            **{p: None if parsed[p] is None else round(parsed[p], 3) for p in ("p50", "p99")},
+            "errors": parsed["non_2xx"] + parsed["socket_errors"]}
 
 
 def main(argv: list[str] | None = None) -> int:
