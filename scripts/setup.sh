@@ -11,7 +11,7 @@
 #   - kube-apiserver, etcd and kubectl built from the Go module proxy (scripts/install-control-plane.sh);
 #   - llama.cpp's llama-server, built from the llama.cpp source that the llama-cpp-python sdist
 #     vendors, and the Gemma 3 270M model (scripts/install-llama-server.sh): the demo's upstream.
-# The full setup also installs helm, Debian's redis-server (scripts/install-redis.sh), the other
+# The full setup also installs helm, Debian's redis-server and tinyproxy (scripts/install-servers.sh), the other
 # real upstreams of the tests (llama-cpp-python's server, LiteLLM; SETUP_UPSTREAMS=0 skips
 # them), nginx, wrk and LiteLLM for the benchmarks, Chromium for the playground test
 # (SETUP_BROWSER=0 skips it), the OpenAI JavaScript SDK, and the image (Debian's docker.io and a
@@ -65,8 +65,8 @@ bash scripts/install-control-plane.sh >/dev/null
 if [ "$MODE" = full ]; then
   step "helm (the chart's tests)"
   bash scripts/install-helm.sh >/dev/null
-  step "redis-server (the quota counter store's tests)"
-  bash scripts/install-redis.sh
+  step "redis-server and tinyproxy (the quota counter store's and the proxy's tests)"
+  bash scripts/install-servers.sh
   step "llama-cpp-python's server and LiteLLM (the tests' other real upstreams)"
   if [ "${SETUP_UPSTREAMS:-1}" = 1 ]; then
     bash scripts/install-upstreams.sh  # before llama-server, which then shares its model

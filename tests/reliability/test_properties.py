@@ -96,7 +96,9 @@ def test_any_text_is_either_refused_or_normalised(text: str) -> None:
         try:
             resolved = resolve_endpoint(candidate)
         except InvalidEndpoint as exc:
-            assert candidate not in str(exc) or len(candidate) < 2  # never echoed back
+            # never echoed back (a short text may also occur in a message's own words:
+            # hypothesis found "in" in "endpoint must start with http:// or https://")
+            assert len(text) < 8 or text not in str(exc)
             continue
         assert resolved.scheme in ("http", "https") and resolved.host
 

@@ -104,9 +104,11 @@ class StubbedRelay(RelayThread):
     """RelayThread whose transports use a stub DNS."""
 
     def __init__(self, settings: RelaySettings, kubeconfig, egress: EgressPolicy,
-                 dns: StubDNS) -> None:
+                 dns: StubDNS, *, keep: bool = True) -> None:
+        """``keep=False``: no DNS answer and no idle connection is reused."""
         super().__init__(settings, kubeconfig, egress)
         self._dns = dns
+        self._keep = {} if keep else {"keepalive_timeout": 0, "dns_ttl": 0}
 
     def start(self) -> StubbedRelay:
         self._thread.start()
@@ -114,7 +116,8 @@ class StubbedRelay(RelayThread):
         async def setup() -> Relay:
             self.kube = KubeClient(KubeConfig.load(str(self._kubeconfig)))
             self.objects = ReferencedObjects(self.kube)
-            self.transports = Transports(self._egress, resolver=self._dns.resolver)
+            self.transports = Transports(self._egress, resolver=self._dns.resolver,
+                                         **self._keep)
             relay = Relay(self.settings, self.registry, self.objects, self.transports)
             await relay.start()
             return relay
@@ -270,27 +273,19 @@ def test_dns_rebinding_connects_only_to_the_checked_address(kubeconfig, upstream
                                                             figure) -> None:
     """The attacker's name answers a harmless address first, then an internal one."""
     dns = StubDNS({"rebind.ssrf.test": [["127.0.0.1"], [TRAP_IP], ["127.0.0.1"], [TRAP_IP]]})
+    # no DNS answer and no idle connection kept: each request resolves again, as each would
+    # once the DNS TTL and the keep-alive expiry have passed
     relay = StubbedRelay(RelaySettings(port=0, auth_mode=AuthMode.NONE, access_log=False),
-                         kubeconfig, POLICY, dns).start()
+                         kubeconfig, POLICY, dns, keep=False).start()
     outcomes: list[str] = []
     try:
         relay.add(provider_body("ssrf", "rebind", f"http://rebind.ssrf.test:{upstream.port}/v1",
                                 ["m"]))
-
-        def forget_dns_and_connections() -> None:  # what the DNS TTL and keep-alive expiry do
-            for session in relay.transports._sessions.values():
-                session.connector.clear_dns_cache()  # type: ignore[union-attr]
-                for conns in list(session.connector._conns.values()):  # type: ignore[union-attr]
-                    for proto, _ in conns:
-                        proto.close()
-                session.connector._conns.clear()  # type: ignore[union-attr]
-
         for _ in range(4):
             resp = httpx.post(f"{relay.url}/chat/completions", timeout=10,
                               json={"model": "m", "messages": MSG})
             outcomes.append(str(resp.status_code) if resp.status_code == 200
                             else f"{resp.status_code} {resp.json()['error']['code']}")
-            relay.call(forget_dns_and_connections)
     finally:
         relay.stop()
     assert outcomes == ["200", "502 egress_denied", "200", "502 egress_denied"], outcomes

@@ -1,6 +1,6 @@
 """A throw-away ``redis-server`` on a loopback port, for tests and benchmarks.
 
-Debian's ``redis-server`` (``scripts/install-redis.sh``), without persistence, in its own
+Debian's ``redis-server`` (``scripts/install-servers.sh``), without persistence, in its own
 directory, started and stopped within bounds. :meth:`RedisServer.kill` (SIGKILL) and
 :meth:`RedisServer.start` again on the same port reproduce a crash and a restart.
 """
@@ -27,7 +27,7 @@ def find_redis_server() -> str:
     path = shutil.which("redis-server")
     if path is None:
         raise RedisServerError("redis-server is not installed: run `make setup`"
-                               " (scripts/install-redis.sh)")
+                               " (scripts/install-servers.sh)")
     return path
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import aiohttp
 from aiohttp import web
 
 from chatprovider.domain.headers import downstream_headers
@@ -27,6 +26,7 @@ from chatprovider.domain.routing import PROVIDER_HEADER
 from chatprovider.domain.sse import response_id_of, usage_of
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.target import Target
+from chatprovider.upstream.connection import UpstreamResponse
 
 __all__ = ["read_body", "relay_answer"]
 
@@ -34,14 +34,14 @@ __all__ = ["read_body", "relay_answer"]
 _ERROR_HEADERS = ("retry-after", "retry-after-ms", "x-request-id")
 
 
-async def read_body(resp: aiohttp.ClientResponse, target: Target, limit: int) -> bytes:
+async def read_body(resp: UpstreamResponse, target: Target, limit: int) -> bytes:
     """The whole body; every read may take up to the idle timeout. Raises UpstreamFailure."""
     chunks: list[bytes] = []
     size = 0
     try:
         while True:
             async with asyncio.timeout(target.idle):
-                chunk = await resp.content.readany()
+                chunk = await resp.readany()
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
@@ -50,7 +50,7 @@ async def read_body(resp: aiohttp.ClientResponse, target: Target, limit: int) ->
             chunks.append(chunk)
     except TimeoutError:
         raise UpstreamFailure(UpstreamFailureKind.IDLE_TIMEOUT, target.provider) from None
-    except (aiohttp.ClientError, OSError):
+    except OSError:  # the connection broke (UpstreamDisconnected)
         raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED, target.provider) from None
 
 
@@ -62,13 +62,13 @@ def _echoes_key(body: bytes, api_key: str | None) -> bool:
     return any(form.encode() in body for form in {api_key, escaped})
 
 
-def _is_json(resp: aiohttp.ClientResponse) -> bool:
+def _is_json(resp: UpstreamResponse) -> bool:
     ctype = resp.content_type.lower()
     encoding = resp.headers.get("Content-Encoding", "identity").lower()
     return (ctype == "application/json" or ctype.endswith("+json")) and encoding == "identity"
 
 
-async def relay_answer(request: web.Request, resp: aiohttp.ClientResponse, target: Target,
+async def relay_answer(request: web.Request, resp: UpstreamResponse, target: Target,
                        exchange: Exchange, limit: int) -> web.Response:
     """Answer the client with the upstream's (complete) answer, or raise the error."""
     body = await read_body(resp, target, limit)

@@ -6,7 +6,6 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 
-import aiohttp
 from aiohttp import web
 
 from chatprovider.domain import routing, virtual_models
@@ -31,6 +30,7 @@ from chatprovider.relay.origins import ResponseOrigins
 from chatprovider.relay.streaming import relay_stream
 from chatprovider.relay.target import Target, Targets
 from chatprovider.settings import AuthMode, BareModelPolicy, RelaySettings
+from chatprovider.upstream.connection import UpstreamResponse
 
 __all__ = ["Handlers"]
 
@@ -180,7 +180,7 @@ class Handlers:
             finally:
                 in_flight.dec()
 
-    async def _respond(self, request: web.Request, resp: aiohttp.ClientResponse,
+    async def _respond(self, request: web.Request, resp: UpstreamResponse,
                        target: Target, exchange: Exchange, key: ProviderRef,
                        operation: Operation) -> web.StreamResponse:
         if exchange.stream and resp.status < 300 and resp.content_type == "text/event-stream":

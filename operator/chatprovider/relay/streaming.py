@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 
-import aiohttp
 from aiohttp import web
 
 from chatprovider.domain.apis import Operation
@@ -37,6 +36,7 @@ from chatprovider.domain.stream_usage import UsageFilter
 from chatprovider.relay.exchange import Exchange
 from chatprovider.relay.guard import StreamCut, StreamGuard
 from chatprovider.relay.target import Target
+from chatprovider.upstream.connection import UpstreamResponse
 
 __all__ = ["KEEPALIVE", "relay_stream"]
 
@@ -49,7 +49,7 @@ class ClientGone(Exception):
     """Writing to the client failed: it disconnected."""
 
 
-async def relay_stream(request: web.Request, resp: aiohttp.ClientResponse, target: Target,
+async def relay_stream(request: web.Request, resp: UpstreamResponse, target: Target,
                        exchange: Exchange, keepalive: float, guard: StreamGuard,
                        operation: Operation) -> web.StreamResponse:
     """Stream the upstream's 2xx SSE answer to the client."""
@@ -94,13 +94,12 @@ async def _write(out: web.StreamResponse, data: bytes) -> None:
         raise ClientGone() from exc
 
 
-async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
+async def _pump(resp: UpstreamResponse, out: web.StreamResponse,
                 observer: StreamObserver, target: Target, exchange: Exchange,
                 keepalive: float, guard: StreamGuard, hidden: UsageFilter | None) -> None:
     # One read at a time under a deadline (no task or wait() per chunk: this loop is the
     # streaming hot path). Cancelling a pending readany() loses nothing: data stays buffered.
     loop = asyncio.get_running_loop()
-    reader = resp.content
     last_data = last_write = loop.time()
     while True:
         deadline = last_data + target.idle
@@ -112,7 +111,7 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
             deadline = min(deadline, guarded)
         try:
             async with asyncio.timeout_at(deadline):
-                chunk = await reader.readany()
+                chunk = await resp.readany()
         except TimeoutError:
             now = loop.time()
             if guarded is not None and now >= guarded:
@@ -124,7 +123,7 @@ async def _pump(resp: aiohttp.ClientResponse, out: web.StreamResponse,
                     await _write(out, KEEPALIVE)
                 last_write = now
             continue
-        except (aiohttp.ClientError, OSError):
+        except OSError:  # the connection broke (UpstreamDisconnected)
             raise UpstreamFailure(UpstreamFailureKind.DISCONNECTED, target.provider) from None
         if not chunk:
             return

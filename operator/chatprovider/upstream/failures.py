@@ -1,4 +1,5 @@
-"""Naming a client exception: the one classifier of aiohttp and OS errors (prober and relay)."""
+"""Naming a client exception: the one classifier of the errors of both clients (the prober's
+aiohttp session, the relay's :mod:`~chatprovider.upstream.pool`) and of the OS."""
 
 from __future__ import annotations
 
@@ -8,6 +9,12 @@ import aiohttp
 
 from chatprovider.domain.transport_failure import TransportFailure
 from chatprovider.domain.transport_failure import TransportFailureKind as Kind
+from chatprovider.upstream.connection import (
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamDNSError,
+    UpstreamProxyError,
+)
 from chatprovider.upstream.transport import EgressDenied
 
 __all__ = ["classify"]
@@ -30,19 +37,19 @@ def classify(exc: BaseException) -> TransportFailure:
                 return TransportFailure(Kind.TLS_HOSTNAME_MISMATCH,
                                         f"certificate does not match the host: {msg}")
             return TransportFailure(Kind.TLS_UNKNOWN_AUTHORITY, f"certificate not trusted: {msg}")
-    if isinstance(exc, aiohttp.ClientProxyConnectionError):
+    if isinstance(exc, aiohttp.ClientProxyConnectionError | UpstreamProxyError):
         return TransportFailure(Kind.PROXY, "could not connect through the proxy")
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+    if isinstance(exc, aiohttp.ClientConnectorDNSError | UpstreamDNSError):
         return TransportFailure(Kind.DNS, "the host name could not be resolved")
     if any(isinstance(e, aiohttp.ClientSSLError | ssl.SSLError) for e in chain):
         return TransportFailure(Kind.TLS, f"TLS handshake failed ({type(exc).__name__})")
-    if isinstance(exc, aiohttp.ConnectionTimeoutError):
+    if isinstance(exc, aiohttp.ConnectionTimeoutError | UpstreamConnectTimeout):
         return TransportFailure(Kind.CONNECT_TIMEOUT, "no connection within the timeout")
     if any(isinstance(e, ConnectionRefusedError) for e in chain):
         return TransportFailure(Kind.REFUSED, "connection refused")
     if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
         return TransportFailure(Kind.TIMEOUT, "no answer within the timeout")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, aiohttp.ClientConnectorError | UpstreamConnectError):
         return TransportFailure(Kind.CONNECT_FAILED,
                                 f"could not connect ({exc.os_error.strerror or 'error'})")
     return TransportFailure(Kind.DISCONNECTED, f"connection failed ({type(exc).__name__})")
@@ -55,7 +62,8 @@ def _chain(exc: BaseException) -> list[BaseException]:
     cur: BaseException | None = exc
     while cur is not None and cur not in seen:
         seen.append(cur)
-        if isinstance(cur, aiohttp.ClientConnectorError) and cur.os_error not in seen:
+        if isinstance(cur, aiohttp.ClientConnectorError | UpstreamConnectError) and \
+                cur.os_error not in seen:
             seen.append(cur.os_error)
         cur = cur.__cause__ or cur.__context__
     return seen

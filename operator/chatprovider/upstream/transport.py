@@ -1,4 +1,6 @@
-"""aiohttp sessions per transport profile, with the egress policy enforced at resolution time."""
+"""The connection pools per transport profile, with the egress policy enforced at resolution
+time: an aiohttp session for the operator's checks, a :class:`~chatprovider.upstream.pool.Pool`
+for the relay's requests (its hot path)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from chatprovider.domain.egress import EgressPolicy, parse_ip
+from chatprovider.upstream.pool import Pool
 
 __all__ = ["EgressDenied", "PolicyResolver", "TransportProfile", "Transports"]
 
@@ -76,16 +79,20 @@ class Transports:
     egress policy is applied to whatever it answers. Tests use it to stand in for DNS."""
 
     def __init__(self, policy: EgressPolicy, *, pool_size: int = 0,
-                 keepalive_timeout: float = 30.0,
+                 keepalive_timeout: float = 30.0, dns_ttl: float = 10.0,
                  resolver: Callable[[], AbstractResolver] | None = None) -> None:
-        """``pool_size`` caps the connections of one profile's pool (0: no cap). Providers
-        sharing a profile share the pool, so concurrency is bounded per provider by the relay's
-        limiter instead: a shared cap would stall every provider behind the busiest one."""
+        """``pool_size`` caps the connections of one profile's session (0: no cap; the relay's
+        pools have none). Providers sharing a profile share the pool, so concurrency is bounded
+        per provider by the relay's limiter instead: a shared cap would stall every provider
+        behind the busiest one. ``keepalive_timeout``: how long an idle connection is kept;
+        ``dns_ttl``: how long a resolved answer is reused (0 for either: never)."""
         self.policy = policy
         self._pool_size = pool_size
         self._keepalive = keepalive_timeout
+        self._dns_ttl = dns_ttl
         self._resolver = resolver
         self._sessions: dict[tuple[bytes, bool, str | None], aiohttp.ClientSession] = {}
+        self._pools: dict[tuple[bytes, bool, str | None], Pool] = {}
         self._literal_refusals: dict[str, str | None] = {}  # host -> reason, None: allowed
 
     def session(self, profile: TransportProfile) -> aiohttp.ClientSession:
@@ -98,7 +105,9 @@ class Transports:
                 limit=self._pool_size,
                 limit_per_host=0,
                 keepalive_timeout=self._keepalive,
-                ttl_dns_cache=10,
+                use_dns_cache=self._dns_ttl > 0,
+                ttl_dns_cache=max(1, round(self._dns_ttl)) if self._dns_ttl > 0 else None,
+                force_close=self._keepalive <= 0,
             )
             kwargs: dict[str, Any] = {}
             if profile.proxy:
@@ -108,6 +117,16 @@ class Transports:
             )
             self._sessions[profile.key] = session
         return session
+
+    def pool(self, profile: TransportProfile) -> Pool:
+        """The relay's connections for ``profile`` (the egress policy applied the same way)."""
+        pool = self._pools.get(profile.key)
+        if pool is None or pool.closed:
+            pool = Pool(profile.ssl_context(), PolicyResolver(
+                self.policy, self._resolver() if self._resolver is not None else None),
+                proxy=profile.proxy, keepalive_timeout=self._keepalive, dns_ttl=self._dns_ttl)
+            self._pools[profile.key] = pool
+        return pool
 
     def check_destination(self, host: str, profile: TransportProfile) -> None:
         """Check the addresses aiohttp would connect to without asking the resolver (raises
@@ -139,3 +158,6 @@ class Transports:
         for session in self._sessions.values():
             await session.close()
         self._sessions.clear()
+        for pool in self._pools.values():
+            await pool.close()
+        self._pools.clear()

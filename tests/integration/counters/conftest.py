@@ -1,4 +1,4 @@
-"""A real redis-server on a loopback port (Debian's, scripts/install-redis.sh)."""
+"""A real redis-server on a loopback port (Debian's, scripts/install-servers.sh)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,13 @@ from chatprovider.domain.conditions import Reason
 from chatprovider.domain.openai_errors import UpstreamFailureKind
 from chatprovider.domain.transport_failure import TransportFailureKind as Kind
 from chatprovider.upstream import EgressDenied
+from chatprovider.upstream.connection import (
+    UpstreamConnectError,
+    UpstreamConnectTimeout,
+    UpstreamDisconnected,
+    UpstreamDNSError,
+    UpstreamProxyError,
+)
 from chatprovider.upstream.failures import classify
 
 KEY = aiohttp.client_reqrep.ConnectionKey("h", 443, True, True, None, None, None)
@@ -45,6 +52,18 @@ def _cert_error(message: str, code: int) -> ssl.SSLCertVerificationError:
     (TimeoutError(), Kind.TIMEOUT),
     (aiohttp.ClientConnectorError(KEY, OSError(113, "No route to host")), Kind.CONNECT_FAILED),
     (aiohttp.ServerDisconnectedError(), Kind.DISCONNECTED),
+    # the relay's own client (chatprovider.upstream.pool)
+    (_raised_from(UpstreamConnectError(OSError(1, "x")), EgressDenied("10.0.0.1 is denied")),
+     Kind.EGRESS_DENIED),
+    (_cert_error("Hostname mismatch", 62), Kind.TLS_HOSTNAME_MISMATCH),
+    (_cert_error("unable to get local issuer certificate", 20), Kind.TLS_UNKNOWN_AUTHORITY),
+    (UpstreamProxyError(111, "could not connect to the proxy"), Kind.PROXY),
+    (UpstreamDNSError(-2, "the host name could not be resolved"), Kind.DNS),
+    (ssl.SSLError(1, "handshake"), Kind.TLS),
+    (UpstreamConnectTimeout(), Kind.CONNECT_TIMEOUT),
+    (UpstreamConnectError(ConnectionRefusedError(111, "refused")), Kind.REFUSED),
+    (UpstreamConnectError(OSError(113, "No route to host")), Kind.CONNECT_FAILED),
+    (UpstreamDisconnected(before_response=True), Kind.DISCONNECTED),
 ])
 def test_each_client_exception_names_one_failure(exc: BaseException, kind: Kind) -> None:
     assert classify(exc).kind is kind

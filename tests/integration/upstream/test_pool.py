@@ -1,0 +1,232 @@
+"""The relay's upstream connections (chatprovider.upstream.pool) against a server that speaks
+hand-written HTTP/1.1 on loopback, where the case must be staged exactly: kept-alive
+connections reused, a stale one replaced without the caller noticing, a broken fresh one never
+sent twice, every framing of a body, interim answers, and an answer given up on dropping its
+connection (which is how the upstream learns to stop generating)."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from chatprovider.domain.egress import EgressPolicy
+from chatprovider.upstream.connection import UpstreamDisconnected, UpstreamResponse
+from chatprovider.upstream.failures import classify
+from chatprovider.upstream.pool import Pool
+from chatprovider.upstream.transport import PolicyResolver
+
+Answer = Callable[[int, bytes, asyncio.StreamWriter], Awaitable[bool]]
+"""Writes the answer to the n-th request on a connection (0-based); False: close it."""
+
+OK = b'{"ok": true}'
+
+
+class ScriptedServer:
+    """Loopback HTTP/1.1 server; each request on a connection is answered by ``answer``."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.gone = asyncio.Event()
+        self._server: asyncio.AbstractServer | None = None
+
+    async def __aenter__(self) -> ScriptedServer:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/v1/chat/completions"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            for n in range(1000):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length:"))
+                self.requests.append(head + await reader.readexactly(length))
+                if not await self.answer(n, head, writer):
+                    break
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            self.gone.set()
+        finally:
+            writer.close()
+
+
+async def length_framed(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % len(OK) + OK)
+    return True
+
+
+def pool() -> Pool:
+    return Pool(ssl.create_default_context(), PolicyResolver(EgressPolicy()), proxy=None,
+                keepalive_timeout=30.0, dns_ttl=10.0)
+
+
+async def read_all(response: UpstreamResponse) -> bytes:
+    chunks = []
+    while chunk := await response.readany():
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def post(p: Pool, url: str, body: bytes = b"{}") -> tuple[UpstreamResponse, bytes]:
+    response = await p.post(url, [("Content-Type", "application/json")], body, 5.0)
+    data = await read_all(response)
+    response.release()
+    return response, data
+
+
+def test_requests_in_turn_share_one_kept_alive_connection() -> None:
+    async def scenario() -> None:
+        async with ScriptedServer(length_framed) as server:
+            p = pool()
+            for i in range(20):
+                response, data = await post(p, server.url, b'{"n": %d}' % i)
+                assert (response.status, data) == (200, OK)
+            await p.close()
+        assert server.connections == 1
+        assert [r.rsplit(b"\r\n\r\n", 1)[1] for r in server.requests] == [
+            b'{"n": %d}' % i for i in range(20)]
+        first = server.requests[0]
+        assert first.startswith(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:")
+        assert b"Content-Length: 8\r\n" in first
+
+    asyncio.run(scenario())
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced_unnoticed() -> None:
+    async def answer(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if n == 1:
+            return False  # the second request on a connection: closed without an answer
+        return await length_framed(n, head, writer)
+
+    async def scenario() -> None:
+        async with ScriptedServer(answer) as server:
+            p = pool()
+            for _ in range(3):
+                response, data = await post(p, server.url)
+                assert (response.status, data) == (200, OK)
+            await p.close()
+        # request 1 on connection 1; request 2 dropped there, sent again on connection 2;
+        # request 3 dropped on connection 2, sent again on connection 3
+        assert server.connections == 3 and len(server.requests) == 5
+
+    asyncio.run(scenario())
+
+
+def test_a_new_connection_that_breaks_is_not_sent_twice() -> None:
+    async def hang_up(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        return False
+
+    async def scenario() -> None:
+        async with ScriptedServer(hang_up) as server:
+            p = pool()
+            with pytest.raises(UpstreamDisconnected) as raised:
+                await p.post(server.url, [], b"{}", 5.0)
+            await p.close()
+        assert classify(raised.value).kind.value == "disconnected"
+        assert len(server.requests) == 1
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("framing", ["length", "chunked", "until-close"])
+def test_every_framing_of_a_body_arrives_whole(framing: str) -> None:
+    body = b'{"text": "' + b"x" * 300_000 + b'"}'
+
+    async def answer(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+        if framing == "length":
+            writer.write(b"Content-Length: %d\r\n\r\n" % len(body) + body)
+        elif framing == "chunked":
+            writer.write(b"Transfer-Encoding: chunked\r\n\r\n")
+            for i in range(0, len(body), 70_000):
+                piece = body[i:i + 70_000]
+                writer.write(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            writer.write(b"0\r\n\r\n")
+        else:
+            writer.write(b"\r\n" + body)
+            return False  # the end of the connection is the end of the body
+        return True
+
+    async def scenario() -> None:
+        async with ScriptedServer(answer) as server:
+            p = pool()
+            for _ in range(2):
+                response, data = await post(p, server.url)
+                assert response.status == 200 and response.content_type == "application/json"
+                assert data == body
+            await p.close()
+        assert server.connections == (2 if framing == "until-close" else 1)
+
+    asyncio.run(scenario())
+
+
+def test_an_interim_answer_is_passed_over() -> None:
+    async def answer(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        await writer.drain()
+        return await length_framed(n, head, writer)
+
+    async def scenario() -> None:
+        async with ScriptedServer(answer) as server:
+            p = pool()
+            response, data = await post(p, server.url)
+            await p.close()
+        assert (response.status, data) == (200, OK)
+
+    asyncio.run(scenario())
+
+
+def test_closing_an_answer_half_read_drops_its_connection() -> None:
+    async def endless(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        while True:  # a model that never stops, until the connection goes
+            event = b"data: {}\n\n"
+            writer.write(b"%x\r\n" % len(event) + event + b"\r\n")
+            await writer.drain()
+
+    async def scenario() -> None:
+        async with ScriptedServer(endless) as server:
+            p = pool()
+            response = await p.post(server.url, [], b"{}", 5.0)
+            assert (await response.readany()).startswith(b"data: {}")
+            response.close()
+            async with asyncio.timeout(10):
+                await server.gone.wait()
+            await p.close()
+        assert server.connections == 1
+
+    asyncio.run(scenario())
+
+
+def test_a_server_that_speaks_no_http_breaks_the_answer() -> None:
+    async def garbage(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+        await asyncio.Event().wait()  # holds the connection: the parser, not a close, decides
+        return False
+
+    async def scenario() -> None:
+        async with ScriptedServer(garbage) as server:
+            p = pool()
+            with pytest.raises(UpstreamDisconnected):
+                async with asyncio.timeout(10):
+                    await p.post(server.url, [], b"{}", 5.0)
+            await p.close()
+
+    asyncio.run(scenario())
