@@ -88,11 +88,23 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def _node_version() -> str:
+    import shutil
+    import subprocess
+
+    node = shutil.which("node")
+    if node is None:
+        return "not installed"
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=10)  # noqa: S603
+    return out.stdout.strip().lstrip("v") or "unknown"
+
+
 def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
     import aiohttp
+    import httptools
     import uvloop
 
-    from bench.stack import litellm_version, nginx_version
+    from bench.stack import litellm_version, nginx_version, portkey_version
 
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
     return {
@@ -104,9 +116,10 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
                    f"Linux {platform.release()}; CPU used by other processes is recorded per case "
                    f"(background CPU)",
         "versions": f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
-                    f"uvloop {uvloop.__version__}, "
-                    f"LiteLLM {litellm_version()}, nginx {nginx_version()}, wrk 4.1.0 (Debian)",
-        "placement": ("proxy under test (relay, LiteLLM, nginx) alone on CPU 1; load "
+                    f"httptools {httptools.__version__}, uvloop {uvloop.__version__}, "
+                    f"LiteLLM {litellm_version()}, Portkey gateway {portkey_version()} (node "
+                    f"{_node_version()}), nginx {nginx_version()}, wrk 4.1.0 (Debian)",
+        "placement": ("proxy under test (relay, LiteLLM, Portkey, nginx) alone on CPU 1; load "
                       "generator and upstreams on CPU 0; control plane and operator "
                       "unpinned") if cfg.proxy_cpus else "no CPU pinning",
         "relay": "`chatprovider relay --relay-auth none` (standalone, default settings: "
@@ -114,6 +127,9 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
                  "`chatprovider run`",
         "references": "direct = the same request straight to the upstream; LiteLLM proxy "
                       "(1 worker, no master key, one model whose api_base is the upstream); "
+                      "Portkey's open-source gateway (`@portkey-ai/gateway` from npm, one node "
+                      "process, headless, the upstream named per request by its "
+                      "x-portkey-provider and x-portkey-custom-host headers); "
                       "nginx (1 worker, keep-alive upstream pool, proxy_buffering off)",
         "upstream": "the project's dev server (`bench/upstream.py`: devserver + key "
                     "record), a separate process",

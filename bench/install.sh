@@ -3,6 +3,7 @@
 #   nginx (Debian nginx-light, else nginx) and wrk      apt-get
 #   matplotlib, py-spy, pyinstrument                    the project venv's "bench" extra
 #   LiteLLM's proxy in its own venv                     scripts/install-upstreams.sh litellm
+#   Portkey's open-source gateway (node)                 npm, into $CACHE/portkey
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,4 +39,16 @@ else
 fi
 
 bash "$ROOT/scripts/install-upstreams.sh" litellm
+
+PORTKEY_VERSION=1.15.2
+PORTKEY=$CACHE/portkey
+if grep -qs "\"version\": \"$PORTKEY_VERSION\"" "$PORTKEY/node_modules/@portkey-ai/gateway/package.json"; then
+  log "Portkey's gateway $PORTKEY_VERSION already installed"
+else
+  command -v npm >/dev/null 2>&1 || { log "npm is required for Portkey's gateway (apt-get install nodejs npm)"; exit 1; }
+  log "installing @portkey-ai/gateway@$PORTKEY_VERSION from the npm registry into $PORTKEY"
+  mkdir -p "$PORTKEY" "$CACHE/npm"
+  npm install --prefix "$PORTKEY" --cache "$CACHE/npm" --no-audit --no-fund --loglevel=error \
+    "@portkey-ai/gateway@$PORTKEY_VERSION" >/dev/null
+fi
 log "done"

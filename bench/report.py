@@ -64,10 +64,18 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v <= 1.0)
     add("1", "added latency, one at a time: p99", c1.get("added_p99"), " ms", "≤ 3 ms",
         lambda v: v <= 3.0)
-    for ref in ("nginx", "litellm"):
+    for ref in ("nginx", "litellm", "portkey"):
         if f"{ref}_added_p50" in c1:
             add_pair("1", f"{ref} (same placement) added, one at a time: p50 / p99",
                      c1[f"{ref}_added_p50"], c1[f"{ref}_added_p99"], "(reference)", None)
+    # issue 18's targets: ratios to nginx in the same run, with the absolute figure beside
+    for pct, bound in (("p50", 0.5), ("p99", None)):
+        relay, nginx = c1.get(f"added_{pct}"), c1.get(f"nginx_added_{pct}")
+        if relay is not None and nginx is not None and nginx > 0:
+            ratio = round(relay / nginx, 2)
+            target = f"≤ 2× (and ≤ {bound} ms)" if bound else "≤ 2×"
+            add("1", f"added {pct} relay / nginx ({relay:.2f} / {nginx:.2f} ms)", ratio, "×",
+                target, (lambda v, r=relay, b=bound: v <= 2.0 and (b is None or r <= b)))
     for row in _g(r, "11", "rows") or []:
         conc = row["concurrency"]
         errs = row["relay"]["errors"] + row["direct"]["errors"]
@@ -88,16 +96,18 @@ def rows(r: dict[str, Any]) -> list[Row]:
                  f"{row['relay']['errors']}/{row['direct']['errors']})",
                  row["added_p50"], row["added_p99"], target, test)
     t = _g(r, "3", "targets") or {}
-    for name in ("direct", "relay", "litellm", "nginx"):
+    for name in ("direct", "relay", "litellm", "portkey", "nginx"):
         if name in t:
             add("3", f"frontier {name} (req/s at p99 ≤ {_g(r, '3', 'bound_ms')} ms, 0 errors)",
                 t[name]["frontier"], "", "(reference)" if name != "relay" else "", None, 0)
             out[-1] = Row("3", out[-1].metric, f"{out[-1].value} (wrk "
                           f"{_num(_g(t[name], 'wrk', 'rps'), '', 0)})", out[-1].target, None)
-    add("3", "relay / LiteLLM throughput", _g(r, "3", "relay_over_litellm"), "×", "≥ 3×",
+    add("3", "relay / LiteLLM throughput", _g(r, "3", "relay_over_litellm"), "×", "≥ 15×",
+        lambda v: v >= 15.0)
+    add("3", "relay / Portkey throughput", _g(r, "3", "relay_over_portkey"), "×", "≥ 3×",
         lambda v: v >= 3.0)
-    add("3", "relay / nginx throughput", _g(r, "3", "relay_over_nginx"), "×", "(reference)",
-        None)
+    add("3", "relay / nginx throughput", _g(r, "3", "relay_over_nginx"), "×", "≥ 0.9×",
+        lambda v: v >= 0.9)
     c4 = r.get("4", {})
     add("4", "added time to first token: p50", c4.get("added_ttft_p50"), " ms", "(no target)",
         None)

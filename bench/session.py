@@ -29,17 +29,18 @@ MODEL = "devserver-chat"
 
 
 def chat_endpoint(name: str, port: int, model: str, *, key: str | None = None,
-                  stream: bool = False, max_tokens: int | None = None) -> Endpoint:
+                  stream: bool = False, max_tokens: int | None = None,
+                  headers: dict[str, str] | None = None) -> Endpoint:
     body: dict[str, Any] = {"model": model, "messages": [{"role": "user", "content": "hello"}]}
     if stream:
         body["stream"] = True
     if max_tokens is not None:
         body["max_tokens"] = max_tokens
-    headers = {"Content-Type": "application/json"}
+    sent = {"Content-Type": "application/json", **(headers or {})}
     if key is not None:
-        headers["Authorization"] = f"Bearer {key}"
+        sent["Authorization"] = f"Bearer {key}"
     payload = encode_request("POST", f"127.0.0.1:{port}", "/v1/chat/completions",
-                             json.dumps(body).encode(), headers)
+                             json.dumps(body).encode(), sent)
     return Endpoint(name, "127.0.0.1", port, payload)
 
 

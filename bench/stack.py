@@ -1,12 +1,14 @@
-"""The processes of a run: control plane, bench upstreams, operator, relay, LiteLLM, nginx.
+"""The processes of a run: control plane, bench upstreams, operator, relay, LiteLLM, Portkey,
+nginx.
 
-Every server listens on 127.0.0.1 only. With pinning on, the proxy under test (relay, LiteLLM
-or nginx) runs alone on CPU 1; the load generator (this process) and the upstreams share CPU 0;
-the control plane and the operator may use both.
+Every server listens on 127.0.0.1 only. With pinning on, the proxy under test (relay, LiteLLM,
+Portkey or nginx) runs alone on CPU 1; the load generator (this process) and the upstreams
+share CPU 0; the control plane and the operator may use both.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -19,10 +21,15 @@ import yaml
 from bench.config import ROOT, BenchConfig
 from bench.procs import Proc, free_port, wait_http
 
-__all__ = ["LITELLM_VENV", "Stack", "Upstream", "litellm_version", "nginx_version"]
+__all__ = ["LITELLM_VENV", "PORTKEY_DIR", "Stack", "Upstream", "litellm_version",
+           "nginx_version", "portkey_headers", "portkey_version"]
 
 CACHE = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider")
 LITELLM_VENV = CACHE / "upstreams" / "litellm-venv"
+PORTKEY_DIR = CACHE / "portkey"
+"""Portkey's open-source gateway, from npm (bench/install.sh)."""
+PORTKEY_SERVER = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / \
+    "start-server.js"
 UPSTREAM_KEY = "bench-key-0"
 """The key the Secret holds at first; the upstreams accept every key starting with bench-."""
 
@@ -135,6 +142,20 @@ class Stack:
                            PYTHONPATH=""), cwd=workdir))
         return proc, port
 
+    def portkey(self) -> tuple[Proc, int]:
+        """Portkey's gateway (node, one process, headless: no console UI); the upstream is named
+        per request (:func:`portkey_headers`), as Portkey's own "custom host" guide does."""
+        node = shutil.which("node")
+        if node is None or not PORTKEY_SERVER.exists():
+            raise RuntimeError(f"{PORTKEY_SERVER} or node missing: run bench/install.sh")
+        port = free_port()
+        proc = self._start(Proc(
+            "portkey", [node, str(PORTKEY_SERVER), f"--port={port}", "--headless"],
+            self.logs / "portkey.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+            env=_clean_env(None, NODE_ENV="production")))
+        wait_http(f"http://127.0.0.1:{port}/", 60, proc)
+        return proc, port
+
     def nginx(self, upstream: Upstream) -> tuple[Proc, int]:
         """nginx as a plain reverse proxy: one worker, keep-alive upstream, unbuffered."""
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -186,6 +207,20 @@ def litellm_version() -> str:
         [str(py), "-c", "from importlib.metadata import version; print(version('litellm'))"],
         capture_output=True, text=True, timeout=60)
     return out.stdout.strip() or "unknown"
+
+
+def portkey_headers(upstream: Upstream) -> dict[str, str]:
+    """The headers that send a request through Portkey to ``upstream`` (OpenAI's API)."""
+    return {"x-portkey-provider": "openai", "x-portkey-custom-host": f"{upstream.base}/v1",
+            "Authorization": f"Bearer {UPSTREAM_KEY}"}
+
+
+def portkey_version() -> str:
+    try:
+        package = json.loads((PORTKEY_SERVER.parents[1] / "package.json").read_text())
+    except (OSError, ValueError):
+        return "not installed"
+    return str(package.get("version", "unknown"))
 
 
 def nginx_version() -> str:

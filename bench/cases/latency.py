@@ -13,20 +13,24 @@ from typing import Any
 from bench.client import Pool, Request
 from bench.loadgen import Endpoint, open_loop, sequential
 from bench.session import MODEL, RssSampler, Session, chat_endpoint
-from bench.stack import UPSTREAM_KEY
+from bench.stack import UPSTREAM_KEY, portkey_headers
 from bench.stats import BackgroundLoad, ms
 
 __all__ = ["at_concurrency", "fixed_rates", "one_at_a_time"]
 
 
 async def one_at_a_time(s: Session) -> dict[str, Any]:
-    """Relay vs direct, with nginx (compiled) and LiteLLM (Python) through the same placement
-    as references: what any proxy on this machine adds, and what another Python gateway adds."""
+    """Relay vs direct, with nginx (compiled), LiteLLM (Python) and Portkey (node) through the
+    same placement as references: what any proxy on this machine adds, and what other gateways
+    add."""
     cfg = s.cfg
     nginx, nginx_port = s.stack.nginx(s.upstreams["fast"])
+    portkey, portkey_port = s.stack.portkey()
     eps = {"direct": s.direct(), "relay": s.via_relay(),
            "nginx": chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY),
-           "litellm": chat_endpoint("litellm", await s.litellm_ready(), MODEL)}
+           "litellm": chat_endpoint("litellm", await s.litellm_ready(), MODEL),
+           "portkey": chat_endpoint("portkey", portkey_port, MODEL,
+                                    headers=portkey_headers(s.upstreams["fast"]))}
     pools = {name: await s.pool(ep) for name, ep in eps.items()}
     try:
         for name in eps:  # warm-up: connections, caches, the upstream's code paths
@@ -42,13 +46,14 @@ async def one_at_a_time(s: Session) -> dict[str, Any]:
                 errors[name] += sum(1 for x in done if not x.ok)
     finally:
         s.stack.stop(nginx)
+        s.stack.stop(portkey)
     out: dict[str, Any] = {"background_cpu_pct": bg.stop(), "rounds": cfg.seq_rounds,
                            "per_round": cfg.seq_per_round}
     for name, values in lat.items():
         out[name] = {"n": len(values), "errors": errors[name], "p50": ms(values, 0.5),
                      "p90": ms(values, 0.9), "p99": ms(values, 0.99),
                      "p999": ms(values, 0.999)}
-    for name in ("relay", "nginx", "litellm"):
+    for name in ("relay", "nginx", "litellm", "portkey"):
         prefix = "" if name == "relay" else f"{name}_"
         out[f"{prefix}added_p50"] = round(out[name]["p50"] - out["direct"]["p50"], 3)
         out[f"{prefix}added_p99"] = round(out[name]["p99"] - out["direct"]["p99"], 3)

@@ -1,5 +1,5 @@
-"""Case 3: the throughput frontier of the relay, LiteLLM's proxy and nginx, against the same
-upstream, each a single process on the same CPU; and the upstream's own ceiling (direct).
+"""Case 3: the throughput frontier of the relay, LiteLLM's proxy, Portkey and nginx, against the
+same upstream, each a single process on the same CPU; and the upstream's own ceiling (direct).
 
 The frontier is the highest fixed arrival rate at which p99 latency stays under the bound
 with no error and at least 98% of the rate achieved: rates grow by x1.6 until one fails, then
@@ -18,7 +18,7 @@ from typing import Any
 from bench.client import Pool
 from bench.loadgen import Endpoint, RunResult, open_loop
 from bench.session import MODEL, RssSampler, Session, chat_endpoint
-from bench.stack import UPSTREAM_KEY
+from bench.stack import UPSTREAM_KEY, portkey_headers
 from bench.stats import BackgroundLoad, ms
 
 __all__ = ["frontier", "parse_wrk", "run"]
@@ -83,15 +83,17 @@ async def frontier(ep: Endpoint, seconds: float, start: float, top: float, bound
     return {"frontier": round(passed or 0.0, 1), "first_fail": failed, "steps": steps}
 
 
-def wrk(s: Session, ep_host: str, port: int, model: str, key: str | None) -> dict[str, Any]:
-    """Saturation throughput with wrk (closed loop), POSTing the same body."""
+def wrk(s: Session, ep_host: str, port: int, model: str, key: str | None,
+        headers: dict[str, str] | None = None) -> dict[str, Any]:
+    """Saturation throughput with wrk (closed loop), POSTing the same body (with ``headers``)."""
     cfg = s.cfg
     script = cfg.results_dir / f"wrk-{port}.lua"
-    headers = ['wrk.headers["Content-Type"] = "application/json"']
+    sent = {"Content-Type": "application/json", **(headers or {})}
     if key:
-        headers.append(f'wrk.headers["Authorization"] = "Bearer {key}"')
+        sent["Authorization"] = f"Bearer {key}"
+    lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in sent.items()]
     body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]})
-    script.write_text('wrk.method = "POST"\n' + "\n".join(headers) +
+    script.write_text('wrk.method = "POST"\n' + "\n".join(lines) +
                       f"\nwrk.body = '{body}'\n")
     seconds = max(1, round(cfg.wrk_seconds))
     argv = ["wrk", "-t1", f"-c{cfg.wrk_connections}", f"-d{seconds}s", "--latency",
@@ -127,15 +129,19 @@ async def run(s: Session) -> dict[str, Any]:
     cfg = s.cfg
     fast = s.upstreams["fast"]
     nginx, nginx_port = s.stack.nginx(fast)
+    portkey, portkey_port = s.stack.portkey()
     litellm_port = await s.litellm_ready()
+    via_portkey = portkey_headers(fast)
     targets: dict[str, tuple[Endpoint, int, str, str | None]] = {
         "direct": (s.direct(), fast.port, MODEL, UPSTREAM_KEY),
         "nginx": (chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY), nginx_port,
                   MODEL, UPSTREAM_KEY),
         "relay": (s.via_relay(), s.relay_port, s.via_relay_model(), None),
         "litellm": (chat_endpoint("litellm", litellm_port, MODEL), litellm_port, MODEL, None),
+        "portkey": (chat_endpoint("portkey", portkey_port, MODEL, headers=via_portkey),
+                    portkey_port, MODEL, None),
     }
-    procs = {"relay": s.relay, "nginx": nginx, "litellm": s.litellm}
+    procs = {"relay": s.relay, "nginx": nginx, "litellm": s.litellm, "portkey": portkey}
     out: dict[str, Any] = {"bound_ms": cfg.frontier_bound_ms,
                            "step_seconds": cfg.frontier_step_seconds, "targets": {}}
     bg = BackgroundLoad().start()
@@ -145,7 +151,8 @@ async def run(s: Session) -> dict[str, Any]:
         cpu0 = proc.cpu() if proc is not None else 0.0
         result = await frontier(ep, cfg.frontier_step_seconds, cfg.frontier_start,
                                 cfg.frontier_max, cfg.frontier_bound_ms, cfg.frontier_refine)
-        result["wrk"] = await asyncio.to_thread(wrk, s, "127.0.0.1", port, model, key)
+        result["wrk"] = await asyncio.to_thread(
+            wrk, s, "127.0.0.1", port, model, key, via_portkey if name == "portkey" else None)
         if proc is not None and sampler is not None:
             await sampler.stop()
             result["rss_peak_mib"] = round(sampler.peak, 1)
@@ -157,11 +164,14 @@ async def run(s: Session) -> dict[str, Any]:
     t = out["targets"]
     if t["litellm"]["frontier"]:
         out["relay_over_litellm"] = round(t["relay"]["frontier"] / t["litellm"]["frontier"], 2)
+    if t["portkey"]["frontier"]:
+        out["relay_over_portkey"] = round(t["relay"]["frontier"] / t["portkey"]["frontier"], 2)
     if t["nginx"]["frontier"]:
         out["relay_over_nginx"] = round(t["relay"]["frontier"] / t["nginx"]["frontier"], 2)
     w = {k: v["wrk"].get("rps") for k, v in t.items()}
     if w.get("litellm") and w.get("relay"):
         out["wrk_relay_over_litellm"] = round(w["relay"] / w["litellm"], 2)
     s.stack.stop(nginx)
+    s.stack.stop(portkey)
     s.results["3"] = out
     return out

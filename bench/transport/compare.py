@@ -1,4 +1,5 @@
-"""Which HTTP client should the relay use upstream? aiohttp (Transports) vs httpx.AsyncClient.
+"""Which HTTP client should the relay use upstream? Its own (``Transports.pool``: asyncio
+protocols, llhttp), aiohttp's (``Transports.session``, the prober's) and httpx.AsyncClient.
 
 Runs on loopback only, against the dev server started as a separate process (so the server does
 not share the client's GIL), and measures the relay's hot path: POST /v1/chat/completions with
@@ -30,6 +31,7 @@ import aiohttp
 import httpx
 
 from chatprovider.domain.egress import EgressPolicy
+from chatprovider.upstream.pool import Pool
 from chatprovider.upstream.transport import TransportProfile, Transports
 
 MODEL = "devserver-chat"
@@ -110,6 +112,19 @@ def aiohttp_call(session: aiohttp.ClientSession, url: str, body: bytes, stream: 
     return call
 
 
+def pool_call(pool: Pool, url: str, body: bytes) -> Call:
+    headers = [("Content-Type", "application/json"), ("Accept-Encoding", "identity")]
+
+    async def call() -> None:
+        resp = await pool.post(url, headers, body, 5.0)
+        while await resp.readany():
+            pass
+        assert resp.status == 200
+        resp.release()
+
+    return call
+
+
 def httpx_call(client: httpx.AsyncClient, url: str, body: bytes, stream: bool) -> Call:
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
 
@@ -131,7 +146,8 @@ async def run(args: argparse.Namespace, port: int) -> list[Result]:
     session = transports.session(TransportProfile())
     limits = httpx.Limits(max_connections=512, max_keepalive_connections=512)
     client = httpx.AsyncClient(limits=limits, timeout=60)
-    calls = {"aiohttp": aiohttp_call(session, url, body, args.stream),
+    calls = {"pool": pool_call(transports.pool(TransportProfile()), url, body),
+             "aiohttp": aiohttp_call(session, url, body, args.stream),
              "httpx": httpx_call(client, url, body, args.stream)}
     try:
         for name, call in calls.items():
@@ -158,7 +174,10 @@ def table(results: list[Result], stream: bool) -> str:
                      f"{r.pct(0.5):8.2f} {r.pct(0.99):8.2f}")
     by = {(r.client, r.scenario): r for r in results}
     for scenario in ("sequential", "c=1", "c=64", "c=256"):
-        a, h = by.get(("aiohttp", scenario)), by.get(("httpx", scenario))
+        a, h, p = (by.get((c, scenario)) for c in ("aiohttp", "httpx", "pool"))
+        if a and p:
+            lines.append(f"  {scenario:11} pool/aiohttp throughput: {p.rps / a.rps:.2f}x, "
+                         f"p99: {p.pct(0.99):.2f} vs {a.pct(0.99):.2f} ms")
         if a and h:
             lines.append(f"  {scenario:11} aiohttp/httpx throughput: {a.rps / h.rps:.2f}x, "
                          f"p99: {a.pct(0.99):.2f} vs {h.pct(0.99):.2f} ms "

@@ -55,10 +55,11 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
                for name in ("memory", "memory+quota", "redis", "redis+quota"))
     # 1, 2: every request answered, on both paths
     assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
-    assert all(r["1"][ref]["n"] > 0 for ref in ("nginx", "litellm"))  # same-run references
+    assert all(r["1"][ref]["n"] > 0  # same-run references
+               for ref in ("nginx", "litellm", "portkey"))
     assert all(row["relay"]["sent"] > 0 for row in r["2"]["rows"])
-    # 3: a frontier search ran against all four targets
-    assert set(r["3"]["targets"]) == {"direct", "relay", "litellm", "nginx"}
+    # 3: a frontier search ran against all five targets
+    assert set(r["3"]["targets"]) == {"direct", "relay", "litellm", "portkey", "nginx"}
     assert all(t["steps"] for t in r["3"]["targets"].values())
     # 4, 5: streams were tracked frame by frame through the relay
     assert r["4"]["relay"]["streams"] > 0 and r["4"]["relay"]["frames"] > 0
