@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import shutil
 import socket
-import tempfile
-import time
-from pathlib import Path
 
 from chatprovider_tools.controlplane.plane import LoggedProcess, free_port
+from chatprovider_tools.scratch import ScratchServer
 
 __all__ = ["RedisServer", "RedisServerError", "find_redis_server"]
 
@@ -44,37 +42,27 @@ def _ping(port: int, timeout: float = 0.5, password: str | None = None) -> bool:
         return False
 
 
-class RedisServer:
+class RedisServer(ScratchServer):
     """``redis-server`` on 127.0.0.1, no persistence, stopped within ``stop_timeout``; with
     ``password``, it requires it (``requirepass``)."""
 
+    name = "redis-server"
+    error = RedisServerError
+
     def __init__(self, port: int | None = None, start_timeout: float = 20.0,
                  password: str | None = None) -> None:
+        super().__init__("chatprovider-redis-", start_timeout)
         self.binary = find_redis_server()
         self.port = port or free_port()
-        self.workdir = Path(tempfile.mkdtemp(prefix="chatprovider-redis-"))
-        self.start_timeout = start_timeout
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self._process = LoggedProcess("redis-server", [
+        self.password = password
+        self.process = self._process = LoggedProcess("redis-server", [
             self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
             "--save", "", "--appendonly", "no", "--dir", str(self.workdir),
             "--protected-mode", "yes", "--daemonize", "no", "--loglevel", "warning",
             *(("--requirepass", password) if password is not None else ()),
         ], self.workdir / "redis.log")
-        self.password = password
-
-    def start(self) -> None:
-        """Start and wait until it answers PING."""
-        self._process.start()
-        deadline = time.monotonic() + self.start_timeout
-        while not _ping(self.port, password=self.password):
-            if not self._process.alive():
-                raise RedisServerError(f"redis-server exited:\n{self._process.tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RedisServerError(f"redis-server did not answer within"
-                                       f" {self.start_timeout:.0f}s:\n{self._process.tail()}")
-            time.sleep(0.05)
+        self.ready = lambda: _ping(self.port, password=self.password)
 
     @property
     def pid(self) -> int | None:
@@ -92,17 +80,3 @@ class RedisServer:
             popen.kill()
             popen.wait(10)
         self._process.popen = None
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._process.stop(timeout)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> RedisServer:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

@@ -13,12 +13,11 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from chatprovider_tools.controlplane.plane import LoggedProcess, free_port
+from chatprovider_tools.scratch import ScratchServer
 
 __all__ = ["TinyProxy", "TinyProxyError", "find_tinyproxy"]
 
@@ -39,16 +38,18 @@ def find_tinyproxy() -> str:
     return path
 
 
-class TinyProxy:
+class TinyProxy(ScratchServer):
     """``tinyproxy`` on 127.0.0.1, accepting loopback clients only, stopped within
     ``stop_timeout``; ``url`` is what ``spec.proxy.url`` names."""
 
+    name = "tinyproxy"
+    error = TinyProxyError
+
     def __init__(self, *, connect_ports: Sequence[int] = (), start_timeout: float = 20.0) -> None:
+        super().__init__("chatprovider-tinyproxy-", start_timeout)
         self.binary = find_tinyproxy()
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.workdir = Path(tempfile.mkdtemp(prefix="chatprovider-tinyproxy-"))
-        self.start_timeout = start_timeout
         self.log_path = self.workdir / "tinyproxy.log"
         config = self.workdir / "tinyproxy.conf"
         config.write_text("\n".join([
@@ -57,21 +58,9 @@ class TinyProxy:
             f'LogFile "{self.log_path}"', f'PidFile "{self.workdir / "tinyproxy.pid"}"',
             *(f"ConnectPort {p}" for p in connect_ports),
         ]) + "\n")
-        self._process = LoggedProcess("tinyproxy", [self.binary, "-d", "-c", str(config)],
-                                      self.workdir / "stdout.log")
-
-    def start(self) -> None:
-        """Start and wait until it accepts connections."""
-        self._process.start()
-        deadline = time.monotonic() + self.start_timeout
-        while not _accepts(self.port):
-            if not self._process.alive():
-                raise TinyProxyError(f"tinyproxy exited:\n{self._process.tail()}")
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TinyProxyError(f"tinyproxy did not listen within"
-                                     f" {self.start_timeout:.0f}s:\n{self._process.tail()}")
-            time.sleep(0.05)
+        self.process = LoggedProcess("tinyproxy", [self.binary, "-d", "-c", str(config)],
+                                     self.workdir / "stdout.log")
+        self.ready = lambda: _accepts(self.port)
 
     def requests(self) -> list[str]:
         """The request lines it received, in order (``"CONNECT 127.0.0.1:8443"``, ...)."""
@@ -80,20 +69,6 @@ class TinyProxy:
         except OSError:
             return []
         return _REQUEST.findall(text)
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._process.stop(timeout)
-
-    def close(self) -> None:
-        self.stop()
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def __enter__(self) -> TinyProxy:
-        self.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _accepts(port: int) -> bool:
