@@ -130,6 +130,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
             (lambda v: v == 0) if row["streams"] == 256 else None, 0)
         out[-1] = Row("5", out[-1].metric, f"{out[-1].value} / {row['direct']['stalled']}",
                       out[-1].target, out[-1].ok)
+    for row in c5.get("rows", []):
+        if row["streams"] == 256:  # issue 18: added TTFT p99 at 256 streams
+            rel, dire = row["relay"], row["direct"]
+            add_pair("5", "256 concurrent streams: added time to first token p50 / p99 "
+                     f"(direct {_num(dire['ttft_p50'], ' ms')} / {_num(dire['ttft_p99'], ' ms')})",
+                     round(rel["ttft_p50"] - dire["ttft_p50"], 2),
+                     round(rel["ttft_p99"] - dire["ttft_p99"], 2), "p99 ≤ 2 ms",
+                     lambda v: v <= 2.0)
     add("5", "most streams with no stall", c5.get("max_without_stall"), "", "≥ 256",
         lambda v: v >= 256, 0)
     c6 = r.get("6", {})

@@ -75,7 +75,7 @@ class UpstreamResponse:
                  headers: CIMultiDictProxy[str]) -> None:
         self.status = status
         self.headers = headers
-        self._connection = connection
+        self._connection: Connection | None = connection
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
         self._waiter: asyncio.Future[None] | None = None
@@ -107,24 +107,29 @@ class UpstreamResponse:
                 self._waiter = None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
-        if self._buffered <= HIGH_WATER // 4:
+        if self._buffered <= HIGH_WATER // 4 and self._connection is not None:
             self._connection.resume()
         return chunk
 
     def release(self) -> None:
         """The body was read to its end: the connection goes back to the pool (if the server
         keeps it alive)."""
-        self._connection.finish(self._ended and self._error is None)
+        self._finish(self._ended and self._error is None)
 
     def close(self) -> None:
         """Drop the connection."""
-        self._connection.finish(False)
+        self._finish(False)
+
+    def _finish(self, reusable: bool) -> None:
+        connection, self._connection = self._connection, None  # only once: it may carry
+        if connection is not None:  # another request afterwards
+            connection.finish(self, reusable)
 
     # -- fed by the connection -------------------------------------------------------------
     def _feed(self, data: bytes) -> None:
         self._chunks.append(data)
         self._buffered += len(data)
-        if self._buffered > HIGH_WATER:
+        if self._buffered > HIGH_WATER and self._connection is not None:
             self._connection.pause()
         self._wake()
 
@@ -162,6 +167,8 @@ class Connection(asyncio.Protocol):
         the answer's last callback runs)."""
         self._until_close = False
         self._paused = False
+        self._unsolicited = False
+        """The server began an answer nobody asked for: the connection is dropped."""
 
     # -- used by the pool and the response ----------------------------------------------------
     def send(self, data: bytes) -> asyncio.Future[UpstreamResponse]:
@@ -172,10 +179,16 @@ class Connection(asyncio.Protocol):
         self.transport.write(data)
         return self._waiting
 
-    def finish(self, reusable: bool) -> None:
-        if self._response is None:
+    @property
+    def usable(self) -> bool:
+        """Open, and not closing (``closed`` resolves a loop turn after an abort)."""
+        return not self.closed.done() and self.transport is not None and \
+            not self.transport.is_closing()
+
+    def finish(self, response: UpstreamResponse, reusable: bool) -> None:
+        if response is not self._response:
             return
-        keep = reusable and self._complete and self._keep_alive and not self.closed.done()
+        keep = reusable and self._complete and self._keep_alive and self.usable
         self._response = None
         if keep:
             self.resume()
@@ -207,17 +220,18 @@ class Connection(asyncio.Protocol):
             return
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError:
-            self._broken()
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade):
+            self._broken()  # not HTTP/1.1, or a switch of protocols nobody asked for
             self.abort()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost ends the answer
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._response is not None and self._until_close and not self._complete:
-            self._complete = True  # a body without framing ends with the connection
-            self._response._end()
+        if self._response is not None and self._until_close and not self._complete and \
+                exc is None and not self._unsolicited:
+            self._complete = True  # a body without framing ends when the server closes
+            self._response._end()  # (a reset cuts it: _broken fails it)
         self._broken()
         if not self.closed.done():
             self.closed.set_result(None)
@@ -230,31 +244,38 @@ class Connection(asyncio.Protocol):
 
     # -- llhttp callbacks ---------------------------------------------------------------------
     def on_message_begin(self) -> None:
+        if self._waiting is None:  # a second answer to one request, or one to none
+            self._unsolicited = True
+            self._keep_alive = False
+            self.abort()
         self._headers = CIMultiDict()
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
+        if not self._unsolicited:
+            self._headers.add(name.decode("latin-1"), value.decode("latin-1"))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
-        if status < 200:
+        if status < 200 or self._unsolicited:
             return  # an interim answer (100 Continue, 103 Early Hints): the real one follows
         headers = CIMultiDictProxy(self._headers)
-        framed = "Content-Length" in headers or "chunked" in \
-            headers.get("Transfer-Encoding", "").lower()
-        self._until_close = not framed and status not in (204, 304)
+        # llhttp's rule: a body is chunked when chunked is the last transfer coding
+        codings = ",".join(headers.getall("Transfer-Encoding", ())).split(",")
+        chunked = codings[-1].strip().lower() == "chunked"
+        self._until_close = "Content-Length" not in headers and not chunked and \
+            status not in (204, 304)
         self._response = UpstreamResponse(self, status, headers)
         if self._waiting is not None and not self._waiting.done():
             self._waiting.set_result(self._response)
         self._waiting = None
 
     def on_body(self, body: bytes) -> None:
-        if self._response is not None:
+        if self._response is not None and not self._unsolicited:
             self._response._feed(body)
 
     def on_message_complete(self) -> None:
-        if self._response is None:
-            return  # the end of an interim answer
+        if self._response is None or self._unsolicited:
+            return  # the end of an interim answer, or of one nobody asked for
         self._complete = True
         self._keep_alive = self._parser.should_keep_alive() and not self._until_close
         self._response._end()

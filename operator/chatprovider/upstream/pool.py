@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import aiohappyeyeballs
 import httptools
 from aiohttp.abc import AbstractResolver
 from yarl import URL
@@ -37,7 +38,10 @@ from chatprovider.upstream.connection import (
     UpstreamResponse,
 )
 
-__all__ = ["Pool"]
+__all__ = ["HAPPY_EYEBALLS_DELAY", "Pool"]
+
+#: How long a connection attempt may be pending before the next address is tried too.
+HAPPY_EYEBALLS_DELAY = 0.25
 
 @dataclass(frozen=True)
 class _Origin:
@@ -109,7 +113,7 @@ class Pool:
             handle = self._expiry.pop(connection, None)
             if handle is not None:
                 handle.cancel()
-            if not connection.closed.done():
+            if connection.usable:
                 return connection
         return None
 
@@ -155,13 +159,13 @@ class Pool:
                     loop, factory, addresses, via.port,
                     context=self._ssl if via.scheme == "https" else None,
                     server_hostname=via.host)
-                self._open.add(connection)
                 if tunnel:
                     try:
                         await _open_tunnel(loop, transport, connection, origin, self._ssl)
                     except BaseException:
-                        transport.abort()
+                        transport.abort()  # (its protocol is the tunnel's: nothing to forget)
                         raise
+                self._open.add(connection)
         except TimeoutError:
             raise UpstreamConnectTimeout() from None
         except UpstreamConnectError as exc:
@@ -202,28 +206,34 @@ async def _exchange(connection: Connection, request: bytes) -> UpstreamResponse:
 async def _dial(loop: asyncio.AbstractEventLoop, factory: Callable[[], Connection],
                 addresses: list[str], port: int, *, context: ssl.SSLContext | None,
                 server_hostname: str) -> tuple[asyncio.Transport, Connection]:
-    """Connect to the first address that answers, in the resolver's order. A TLS failure is
-    the server's answer: it ends the attempt (another address would present the same)."""
-    last: OSError | None = None
-    for address in addresses:
-        try:
-            transport, connection = await loop.create_connection(
-                factory, address, port, ssl=context,
-                server_hostname=server_hostname if context is not None else None)
-        except (ssl.SSLError, ssl.CertificateError):
-            raise
-        except OSError as exc:
-            last = exc
-            continue
-        return transport, connection
-    assert last is not None
-    raise UpstreamConnectError(last) from last
+    """Connect to the first address that answers, in the resolver's order, starting the next
+    attempt after ``HAPPY_EYEBALLS_DELAY`` while one is pending (RFC 8305, as aiohttp does),
+    families interleaved: an address that drops packets does not use up the connect timeout.
+    Then TLS, whose failure is the server's answer."""
+    infos = [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port, 0, 0))
+             if ":" in a else
+             (socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (a, port))
+             for a in addresses]
+    try:
+        sock = await aiohappyeyeballs.start_connection(
+            infos, happy_eyeballs_delay=HAPPY_EYEBALLS_DELAY, interleave=1, loop=loop)
+    except OSError as exc:
+        raise UpstreamConnectError(exc) from exc
+    try:
+        return await loop.create_connection(
+            factory, sock=sock, ssl=context,
+            server_hostname=server_hostname if context is not None else None)
+    except BaseException:
+        sock.close()
+        raise
 
 
 async def _open_tunnel(loop: asyncio.AbstractEventLoop, transport: asyncio.Transport,
                        connection: Connection, origin: _Origin, context: ssl.SSLContext) -> None:
-    """Ask the proxy for a tunnel to ``origin``, then speak TLS to it inside the tunnel."""
-    authority = _authority(origin.host, origin.port, "https")
+    """Ask the proxy for a tunnel to ``origin``, then speak TLS to it inside the tunnel. The
+    authority always names the port (RFC 9110 §9.3.6), 443 included."""
+    host = f"[{origin.host}]" if ":" in origin.host else origin.host
+    authority = f"{host}:{origin.port}"
     answer = _TunnelAnswer()
     transport.set_protocol(answer)
     transport.write(f"CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n".encode())
@@ -302,4 +312,6 @@ def _request(target: URL, origin: _Origin, headers: Sequence[tuple[str, str]], b
             raise ValueError(f"header {name!r} cannot be sent: it holds a line break")
         parts.append(f"{name}: {value}\r\n")
     parts.append(f"Content-Length: {len(body)}\r\n\r\n")
-    return "".join(parts).encode("utf-8") + body
+    # the client's header bytes pass as they came (aiohttp's server decodes what is not UTF-8
+    # with surrogateescape): no caller can make the request unsendable
+    return "".join(parts).encode("utf-8", "surrogateescape") + body

@@ -1,19 +1,27 @@
 """The relay's upstream connections (chatprovider.upstream.pool) against a server that speaks
 hand-written HTTP/1.1 on loopback, where the case must be staged exactly: kept-alive
 connections reused, a stale one replaced without the caller noticing, a broken fresh one never
-sent twice, every framing of a body, interim answers, and an answer given up on dropping its
-connection (which is how the upstream learns to stop generating)."""
+sent twice, every framing of a body, a reset that cuts one, interim, unsolicited and
+protocol-switching answers, the client's header bytes passed as they came, the CONNECT request
+of a tunnel, and an answer given up on dropping its connection (which is how the upstream
+learns to stop generating)."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import struct
 from collections.abc import Awaitable, Callable
 
 import pytest
 
 from chatprovider.domain.egress import EgressPolicy
-from chatprovider.upstream.connection import UpstreamDisconnected, UpstreamResponse
+from chatprovider.upstream.connection import (
+    UpstreamDisconnected,
+    UpstreamProxyError,
+    UpstreamResponse,
+)
 from chatprovider.upstream.failures import classify
 from chatprovider.upstream.pool import Pool
 from chatprovider.upstream.transport import PolicyResolver
@@ -52,8 +60,8 @@ class ScriptedServer:
         try:
             for n in range(1000):
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
-                              if line.lower().startswith(b"content-length:"))
+                length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                               if line.lower().startswith(b"content-length:")), 0)
                 self.requests.append(head + await reader.readexactly(length))
                 if not await self.answer(n, head, writer):
                     break
@@ -70,8 +78,8 @@ async def length_framed(n: int, head: bytes, writer: asyncio.StreamWriter) -> bo
     return True
 
 
-def pool() -> Pool:
-    return Pool(ssl.create_default_context(), PolicyResolver(EgressPolicy()), proxy=None,
+def pool(proxy: str | None = None) -> Pool:
+    return Pool(ssl.create_default_context(), PolicyResolver(EgressPolicy()), proxy=proxy,
                 keepalive_timeout=30.0, dns_ttl=10.0)
 
 
@@ -228,5 +236,105 @@ def test_a_server_that_speaks_no_http_breaks_the_answer() -> None:
                 async with asyncio.timeout(10):
                     await p.post(server.url, [], b"{}", 5.0)
             await p.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_reset_that_cuts_an_unframed_body_is_not_its_end() -> None:
+    headers_read = asyncio.Event()
+
+    async def cut(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{\"text\": \"")
+        await writer.drain()
+        await headers_read.wait()
+        sock = writer.get_extra_info("socket")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        writer.transport.abort()  # RST: the body ends with the connection, but not like this
+        return False
+
+    async def scenario() -> None:
+        async with ScriptedServer(cut) as server:
+            p = pool()
+            response = await p.post(server.url, [], b"{}", 5.0)
+            headers_read.set()
+            with pytest.raises(UpstreamDisconnected):
+                async with asyncio.timeout(10):
+                    await read_all(response)
+            response.close()
+            await p.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_one() -> None:
+    async def twice(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        second = b'{"second": true}'
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(OK), OK) +
+                     b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(second), second))
+        return True
+
+    async def scenario() -> None:
+        async with ScriptedServer(twice) as server:
+            p = pool()
+            for _ in range(3):
+                response, data = await post(p, server.url)
+                assert (response.status, data) == (200, OK)
+            await p.close()
+        assert server.connections == 3  # each connection dropped after its extra answer
+
+    asyncio.run(scenario())
+
+
+def test_a_switch_of_protocols_nobody_asked_for_breaks_the_answer() -> None:
+    async def upgrade(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     b"Connection: Upgrade\r\n\r\n")
+        await writer.drain()
+        await asyncio.Event().wait()  # holds the connection open
+        return False
+
+    async def scenario() -> None:
+        async with ScriptedServer(upgrade) as server:
+            p = pool()
+            with pytest.raises(UpstreamDisconnected):
+                async with asyncio.timeout(10):
+                    await p.post(server.url, [], b"{}", 5.0)
+            await p.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_clients_header_bytes_are_sent_as_they_came() -> None:
+    async def scenario() -> None:
+        async with ScriptedServer(length_framed) as server:
+            p = pool()
+            # what aiohttp's server makes of the byte 0xff in a header value
+            raw = b"a\xffb".decode("utf-8", "surrogateescape")
+            response = await p.post(server.url, [("X-Name", raw)], b"{}", 5.0)
+            assert response.status == 200
+            response.close()
+            await p.close()
+        assert b"\r\nX-Name: a\xffb\r\n" in server.requests[0]
+
+    asyncio.run(scenario())
+
+
+def test_a_tunnel_is_asked_for_with_the_port_even_the_default_one() -> None:
+    async def refuse(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+        return True
+
+    async def scenario() -> None:
+        async with ScriptedServer(refuse) as proxy:
+            p = pool(proxy=proxy.url.split("/v1")[0])
+            for url in ("https://api.example.test/v1/chat/completions",
+                        "https://[2001:db8::1]:8443/v1/chat/completions"):
+                with pytest.raises(UpstreamProxyError) as raised:
+                    await p.post(url, [], b"{}", 5.0)
+                assert classify(raised.value).kind.value == "proxy_error"
+            await p.close()
+        assert [r.split(b"\r\n\r\n")[0] for r in proxy.requests] == [
+            b"CONNECT api.example.test:443 HTTP/1.1\r\nHost: api.example.test:443",
+            b"CONNECT [2001:db8::1]:8443 HTTP/1.1\r\nHost: [2001:db8::1]:8443"]
 
     asyncio.run(scenario())
