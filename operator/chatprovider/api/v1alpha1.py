@@ -271,8 +271,10 @@ class Header(_Model):
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
     """Header name. Credential headers (Authorization, Cookie, X-Api-Key, ...) are refused:
     use apiKeySecretRef."""
-    value: str = Field(max_length=1024)
-    """Header value. It is stored in plain text in the resource, so it must not be secret."""
+    value: str = Field(max_length=1024, pattern=r"^[^\r\n\x00]*$")
+    """Header value, on one line (no carriage return, line feed or NUL: they would end the
+    header and start another). It is stored in plain text in the resource, so it must not be
+    secret."""
 
 
 class Discovery(_Model):

@@ -43,6 +43,7 @@ __all__ = ["HAPPY_EYEBALLS_DELAY", "Pool"]
 #: How long a connection attempt may be pending before the next address is tried too.
 HAPPY_EYEBALLS_DELAY = 0.25
 
+
 @dataclass(frozen=True)
 class _Origin:
     """Where a connection goes: the server it opens TCP to, and the TLS name inside it."""
@@ -144,12 +145,12 @@ class Pool:
     # -- new connections ----------------------------------------------------------------------
     async def _connect(self, origin: _Origin, tunnel: bool, timeout: float) -> Connection:
         via = self._proxy if self._proxy is not None else origin
+        key = origin if tunnel else via  # where its idle connections wait (see post)
         loop = asyncio.get_running_loop()
 
         def factory() -> Connection:
-            connection = Connection(lambda c: self._idle_again(via if not tunnel else origin, c))
-            connection.closed.add_done_callback(
-                lambda _: self._forget(via if not tunnel else origin, connection))
+            connection = Connection(lambda c: self._idle_again(key, c))
+            connection.closed.add_done_callback(lambda _: self._forget(key, connection))
             return connection
 
         try:
