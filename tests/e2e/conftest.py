@@ -153,11 +153,31 @@ def team(node: NodeCluster, image: str, workloads: str) -> Team:
     return Team(node, image, workloads)
 
 
+#: Run first by the client pods: wait (60 s at most) until the relay's Service takes a TCP
+#: connection. A Service whose pods just became ready can still be refused for a moment, until
+#: kube-proxy has programmed its endpoints ("No route to host": CI saw it once, right after
+#: the plain manifests' rollout); what the tests assert starts once it answers.
+REACHABLE = textwrap.dedent("""
+    import socket, time, urllib.parse
+    def wait_reachable(base):
+        url = urllib.parse.urlsplit(base)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection((url.hostname, url.port or 80), timeout=5).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+""")
+
 #: What a client pod runs: models, a chat and a stream through the relay, with the token file
 #: read for each request (it rotates); prints one JSON line.
-CLIENT = textwrap.dedent("""
+CLIENT = REACHABLE + textwrap.dedent("""
     import json, urllib.error, urllib.request
     BASE = "%s"
+    wait_reachable(BASE)
     def call(path, body=None):
         token = open("/var/run/secrets/relay/token").read().strip()
         request = urllib.request.Request(
@@ -181,9 +201,10 @@ CLIENT = textwrap.dedent("""
 #: a stream with the SDK (its api_key a callable that reads the rotating token file), a chat
 #: with curl; prints one JSON line. (A base model's words are not asserted, only that it
 #: generated them: finish reasons and usage.)
-SDK_CLIENT = textwrap.dedent("""
+SDK_CLIENT = REACHABLE + textwrap.dedent("""
     import json, subprocess, openai
     BASE, MODEL = "%s", "%s"
+    wait_reachable(BASE)
     def token():
         return open("/var/run/secrets/relay/token").read().strip()
     client = openai.OpenAI(base_url=BASE + "/v1", api_key=token, max_retries=0, timeout=120)

@@ -26,5 +26,6 @@ def test_the_plain_manifests_run_and_serve(node: NodeCluster, image: str, team: 
     pods = node.kubectl_json("get", "pods", "-n", NAMESPACE)["items"]
     assert sorted(p["metadata"]["labels"]["app.kubernetes.io/component"] for p in pods) == [
         "operator", "operator", "relay", "relay"]
+    team.register()  # (kept from the chart's tests, or new when this module runs alone)
     wait_until(team.provider_ready, "the provider to be Ready", why=report(node))
     assert_served(team.call_relay("manifests-client", "app"))
