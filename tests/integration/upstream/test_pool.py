@@ -222,15 +222,17 @@ def test_closing_an_answer_half_read_drops_its_connection() -> None:
     asyncio.run(scenario())
 
 
-def test_a_server_that_speaks_no_http_breaks_the_answer() -> None:
-    async def garbage(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+def assert_answer_breaks(sent: bytes) -> None:
+    """A server that answers ``sent`` and holds the connection open: the parser, not a close,
+    breaks the answer."""
+    async def answer(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(sent)
         await writer.drain()
-        await asyncio.Event().wait()  # holds the connection: the parser, not a close, decides
+        await asyncio.Event().wait()
         return False
 
     async def scenario() -> None:
-        async with ScriptedServer(garbage) as server:
+        async with ScriptedServer(answer) as server:
             p = pool()
             with pytest.raises(UpstreamDisconnected):
                 async with asyncio.timeout(10):
@@ -238,6 +240,10 @@ def test_a_server_that_speaks_no_http_breaks_the_answer() -> None:
             await p.close()
 
     asyncio.run(scenario())
+
+
+def test_a_server_that_speaks_no_http_breaks_the_answer() -> None:
+    assert_answer_breaks(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
 
 
 def test_a_reset_that_cuts_an_unframed_body_is_not_its_end() -> None:
@@ -286,22 +292,8 @@ def test_an_answer_nobody_asked_for_is_never_taken_for_the_next_one() -> None:
 
 
 def test_a_switch_of_protocols_nobody_asked_for_breaks_the_answer() -> None:
-    async def upgrade(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
-        writer.write(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
-                     b"Connection: Upgrade\r\n\r\n")
-        await writer.drain()
-        await asyncio.Event().wait()  # holds the connection open
-        return False
-
-    async def scenario() -> None:
-        async with ScriptedServer(upgrade) as server:
-            p = pool()
-            with pytest.raises(UpstreamDisconnected):
-                async with asyncio.timeout(10):
-                    await p.post(server.url, [], b"{}", 5.0)
-            await p.close()
-
-    asyncio.run(scenario())
+    assert_answer_breaks(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                         b"Connection: Upgrade\r\n\r\n")
 
 
 def test_the_clients_header_bytes_are_sent_as_they_came() -> None:
