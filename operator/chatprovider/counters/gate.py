@@ -20,6 +20,7 @@ has been sent by then. An outage is logged when it starts and when it ends, not 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 import uuid
@@ -55,6 +56,8 @@ class QuotaGate:
         self.fail_open = fail_open
         self._clock = clock
         self._lease_seconds = lease_seconds
+        self._leases = (f"{uuid.uuid4().hex}-{n}" for n in itertools.count())
+        """Lease names, unique per request: this gate's random prefix and a serial number."""
         self._down = False
         """Whether the last call found the store unavailable (logged once per outage)."""
 
@@ -74,7 +77,7 @@ class QuotaGate:
         if not limits:
             return Admission(None)
         now = self._clock()
-        reservation = reserve(limits, demand, now, uuid.uuid4().hex, self._lease_seconds)
+        reservation = reserve(limits, demand, now, next(self._leases), self._lease_seconds)
         try:
             outcome = await self.store.reserve(reservation.charges, now)
         except CounterStoreUnavailable as exc:

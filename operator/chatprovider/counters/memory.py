@@ -26,6 +26,8 @@ class _Entry:
 class MemoryCounterStore:
     """A :class:`~chatprovider.counters.store.CounterStore` in a dict."""
 
+    suspends = False
+
     def __init__(self) -> None:
         self._entries: dict[str, _Entry] = {}
         self._expiries: list[tuple[float, str]] = []

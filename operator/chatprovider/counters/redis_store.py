@@ -56,6 +56,8 @@ class RedisCounterStore:
     """A :class:`~chatprovider.counters.store.CounterStore` on a Redis server at ``url``
     (``redis://[:password@]host:port/db``, ``rediss://`` for TLS, ``unix:///path``)."""
 
+    suspends = True
+
     def __init__(self, url: str, *, password: str | None = None, prefix: str = DEFAULT_PREFIX,
                  timeout: float = 0.5) -> None:
         self._where = _where(url)

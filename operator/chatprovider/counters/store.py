@@ -36,6 +36,12 @@ class CounterStoreUnavailable(Exception):
 class CounterStore(Protocol):
     """Counters for quotas; ``now`` is seconds since the epoch (leases expire by it)."""
 
+    @property
+    def suspends(self) -> bool:
+        """Whether its operations wait on I/O. False: each runs to its end without yielding to
+        the event loop, so that no cancellation can interrupt it halfway."""
+        ...
+
     async def reserve(self, charges: Sequence[Charge], now: float) -> Outcome:
         """Apply every charge if every one fits (:func:`~chatprovider.domain.quota.ledger.admit`),
         else none."""

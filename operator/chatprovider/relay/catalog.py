@@ -24,6 +24,11 @@ class CatalogCache:
             self._version = version
         return self._catalog
 
+    @property
+    def version(self) -> int:
+        """Moves whenever the registry changes (a provider's labels included)."""
+        return self._registry.version
+
     def view(self, ref: ProviderRef) -> ProviderView | None:
         return self._registry.get(ref)
 

@@ -23,8 +23,12 @@ The rate-limit headers of the admission go on the attempt's answer whatever it i
 completions stream whose caller did not ask for ``stream_options.include_usage`` is asked for
 it upstream and the usage is hidden from the caller (:mod:`chatprovider.domain.stream_usage`).
 
-A settlement runs to its end even when the client's disconnect cancels the handler: it is a
-task the handler waits for, shielded from that cancellation.
+The limits of a (provider, caller) pair are worked out once and kept until a ChatQuota or a
+provider changes (at most :data:`CACHED_PAIRS` pairs; the cache starts over beyond).
+
+A settlement runs to its end even when the client's disconnect cancels the handler: on a store
+that waits on I/O it is a task the handler waits for, shielded from that cancellation; on one
+that does not (in memory) it cannot be interrupted, and runs in the handler.
 """
 
 from __future__ import annotations
@@ -43,7 +47,7 @@ from chatprovider.domain.quota.demand import (
     cut_stream_demand,
     demand_of,
 )
-from chatprovider.domain.quota.limits import applicable_limits
+from chatprovider.domain.quota.limits import Limit, applicable_limits
 from chatprovider.domain.quota.subjects import CallerIdentity
 from chatprovider.domain.request_body import RequestBody
 from chatprovider.domain.routing import ProviderRef
@@ -52,9 +56,12 @@ from chatprovider.quotas import QuotaIndex
 from chatprovider.relay.catalog import CatalogCache
 from chatprovider.relay.exchange import Exchange
 
-__all__ = ["Metering", "attempt_charge"]
+__all__ = ["CACHED_PAIRS", "Metering", "attempt_charge"]
 
 log = logging.getLogger(__name__)
+
+#: How many (provider, caller) pairs' limits are kept between changes of quotas or providers.
+CACHED_PAIRS = 4096
 
 
 def attempt_charge(reserved: Demand, exchange: Exchange, answered: bool) -> Demand:
@@ -73,6 +80,23 @@ class Metering:
         self._quotas, self._gate, self._catalog = quotas, gate, catalog
         self._policy = policy or ReservationPolicy()
         self._settling: set[asyncio.Task[bool]] = set()
+        self._versions = (-1, -1)
+        self._limits: dict[tuple[ProviderRef, str, tuple[str, ...]], tuple[Limit, ...]] = {}
+
+    def limits(self, caller: CallerIdentity, provider: ProviderRef) -> tuple[Limit, ...]:
+        """The limits ``caller`` is held to at ``provider`` (empty: no quota governs it)."""
+        versions = (self._quotas.version, self._catalog.version)
+        if versions != self._versions or len(self._limits) >= CACHED_PAIRS:
+            self._limits.clear()
+            self._versions = versions
+        pair = (provider, caller.username, tuple(caller.groups))
+        found = self._limits.get(pair)
+        if found is None:
+            view = self._catalog.view(provider)
+            found = self._limits[pair] = tuple(applicable_limits(
+                self._quotas.in_namespace(provider.namespace), caller, provider,
+                view.labels if view is not None else {}))
+        return found
 
     @asynccontextmanager
     async def metered(self, caller: CallerIdentity, provider: ProviderRef,
@@ -81,9 +105,7 @@ class Metering:
         """Admit one attempt of ``caller`` at ``provider`` (raises OpenAIError 429/503), yield
         the body to send upstream, and settle when the attempt is over."""
         exchange.quota_headers, exchange.hide_usage = {}, False
-        view = self._catalog.view(provider)
-        limits = applicable_limits(self._quotas.in_namespace(provider.namespace), caller,
-                                   provider, view.labels if view is not None else {})
+        limits = self.limits(caller, provider)
         if not limits:
             yield body
             return
@@ -103,6 +125,9 @@ class Metering:
             await self._settle(admission, attempt_charge(demand, exchange, answered))
 
     async def _settle(self, admission: Admission, charged: Demand) -> None:
+        if not self._gate.store.suspends:
+            await self._gate.settle(admission, charged)
+            return
         task = asyncio.ensure_future(self._gate.settle(admission, charged))
         self._settling.add(task)
         task.add_done_callback(self._settling.discard)

@@ -36,34 +36,30 @@ __all__ = ["RATE_LIMIT_HEADERS", "rate_limit_headers", "refusal", "store_unavail
 
 RATE_LIMIT_HEADERS = tuple(f"x-ratelimit-{what}-{kind}" for kind in ("requests", "tokens")
                            for what in ("limit", "remaining", "reset"))
-_TOKEN_METRICS = (Metric.TOKENS, Metric.PROMPT_TOKENS, Metric.COMPLETION_TOKENS)
 
 
-def _tightest(reservation: Reservation, outcome: Outcome, metrics: tuple[Metric, ...],
-              now: float) -> tuple[Limit, int] | None:
-    best: tuple[Limit, int] | None = None
-    best_rank: tuple[int, float] = (0, 0.0)
-    for limit, used in zip(reservation.limits, outcome.used, strict=True):
-        if limit.metric not in metrics:
-            continue
-        room = max(limit.capacity - used, 0)
-        rank = (room, -(limit.resets_at(now) or now))
-        if best is None or rank < best_rank:
-            best, best_rank = (limit, room), rank
-    return best
+_KIND = {Metric.REQUESTS: "requests", Metric.TOKENS: "tokens", Metric.PROMPT_TOKENS: "tokens",
+         Metric.COMPLETION_TOKENS: "tokens"}
+"""Which headers a metric's limits report in (the concurrency limit: none)."""
 
 
 def rate_limit_headers(reservation: Reservation, outcome: Outcome, now: float) -> dict[str, str]:
     """The ``x-ratelimit-*`` headers for an answer (empty when no quota limits rates)."""
-    headers: dict[str, str] = {}
-    for kind, metrics in (("requests", (Metric.REQUESTS,)), ("tokens", _TOKEN_METRICS)):
-        found = _tightest(reservation, outcome, metrics, now)
-        if found is None:
+    tightest: dict[str, tuple[tuple[int, float], Limit]] = {}
+    for limit, used in zip(reservation.limits, outcome.used, strict=True):
+        kind = _KIND.get(limit.metric)
+        if kind is None:
             continue
-        limit, room = found
-        headers[f"x-ratelimit-limit-{kind}"] = str(limit.capacity)
-        headers[f"x-ratelimit-remaining-{kind}"] = str(room)
-        headers[f"x-ratelimit-reset-{kind}"] = go_duration((limit.resets_at(now) or now) - now)
+        rank = (max(limit.capacity - used, 0), -(limit.resets_at(now) or now))
+        if kind not in tightest or rank < tightest[kind][0]:
+            tightest[kind] = rank, limit
+    headers: dict[str, str] = {}
+    for kind in ("requests", "tokens"):
+        if kind in tightest:
+            (room, later), limit = tightest[kind]
+            headers[f"x-ratelimit-limit-{kind}"] = str(limit.capacity)
+            headers[f"x-ratelimit-remaining-{kind}"] = str(room)
+            headers[f"x-ratelimit-reset-{kind}"] = go_duration(-later - now)
     return headers
 
 

@@ -9,7 +9,7 @@ window's start: a new window is a new counter, and the old one expires with its 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from urllib.parse import quote
 
@@ -74,6 +74,12 @@ class Limit:
     metric: Metric
     window: Window | None
     capacity: int
+    _head: str = field(init=False, repr=False, compare=False)
+    """The key without its window, computed once."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_head", f"{quota_prefix(self.quota)}"
+                           f"{quote(self.subject, safe=':/@.-_*')}|{self.metric.value}")
 
     @property
     def budget(self) -> bool:
@@ -89,10 +95,16 @@ class Limit:
     def key(self, now: float) -> str:
         """The counter's key in the window ``now`` falls in. Subject names are %-escaped, so
         that no two counters share a key."""
-        head = f"{self.prefix}{quote(self.subject, safe=':/@.-_*')}|{self.metric.value}"
         if self.window is None:
-            return head
-        return f"{head}|{self.window.value}:{window_start(self.window, now)}"
+            return self._head
+        return f"{self._head}|{self.window.value}:{window_start(self.window, now)}"
+
+    def at(self, now: float) -> tuple[str, float | None]:
+        """:meth:`key` and :meth:`resets_at` at once."""
+        if self.window is None:
+            return self._head, None
+        key = f"{self._head}|{self.window.value}:{window_start(self.window, now)}"
+        return key, float(window_end(self.window, now))
 
     def resets_at(self, now: float) -> float | None:
         """When the window ``now`` falls in ends (None for the concurrency limit)."""
