@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Protocol, TypeVar
 
 from chatprovider.api.chatmodel import CHATMODEL_PLURAL
@@ -60,8 +61,10 @@ class Caller:
     expires_at: float | None = None
     """The token's ``exp`` (seconds since the epoch), when it is a JWT that has one."""
 
-    @property
+    @cached_property
     def cache_key(self) -> str:
+        """A digest of everything an authorization depends on (computed once: a Caller is
+        the TokenReview cache's value, so one per token)."""
         parts = [self.username, self.uid, *sorted(self.groups)]
         parts += [f"{k}={','.join(v)}" for k, v in sorted(self.extra.items())]
         return hashlib.sha256("\x00".join(parts).encode()).hexdigest()
@@ -187,6 +190,8 @@ class KubernetesAccess:
     async def allowed(self, caller: Caller, providers: Iterable[Grant]) -> dict[Grant, bool]:
         keys = list(dict.fromkeys(providers))
         identity = caller.cache_key
+        if len(keys) == 1:  # the usual request (one candidate): no task to gather
+            return {keys[0]: await self._allowed(caller, identity, keys[0])}
         answers = await asyncio.gather(*(self._allowed(caller, identity, key) for key in keys))
         return dict(zip(keys, answers, strict=True))
 
