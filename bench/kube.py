@@ -14,8 +14,9 @@ from typing import Any
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.kube.client import ApiError, KubeClient
 
-__all__ = ["ReadyWatch", "Writes", "apiserver_writes", "create_namespace", "create_providers",
-           "create_quota", "delete_quota", "provider", "put_secret", "resource_versions"]
+__all__ = ["ReadyWatch", "Writes", "apiserver_writes", "caller_token", "create_namespace",
+           "create_providers", "create_quota", "delete_quota", "provider", "put_secret",
+           "resource_versions"]
 
 KEY_SECRET = "bench-key"
 
@@ -38,12 +39,17 @@ def _providers_path(namespace: str) -> str:
     return f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}"
 
 
-async def create_namespace(kube: KubeClient, name: str) -> None:
+async def _create(kube: KubeClient, path: str, body: dict[str, Any]) -> None:
+    """Create ``body`` unless it exists."""
     try:
-        await kube.create("/api/v1/namespaces", {"metadata": {"name": name}})
+        await kube.create(path, body)
     except ApiError as exc:
         if not exc.conflict:
             raise
+
+
+async def create_namespace(kube: KubeClient, name: str) -> None:
+    await _create(kube, "/api/v1/namespaces", {"metadata": {"name": name}})
 
 
 async def put_secret(kube: KubeClient, namespace: str, key: str) -> None:
@@ -62,6 +68,25 @@ async def resource_versions(kube: KubeClient, namespace: str) -> dict[str, str]:
     listing = await kube.get(_providers_path(namespace))
     return {item["metadata"]["name"]: str(item["metadata"]["resourceVersion"])
             for item in listing.get("items") or []}
+
+
+async def caller_token(kube: KubeClient, namespace: str, account: str, audience: str) -> str:
+    """A bound token (one hour) of the ServiceAccount ``namespace/account``, which may ``use``
+    every ChatProvider of ``namespace``: the caller of the relay's Kubernetes authentication."""
+    rbac = f"/apis/rbac.authorization.k8s.io/v1/namespaces/{namespace}"
+    await _create(kube, f"/api/v1/namespaces/{namespace}/serviceaccounts",
+                  {"metadata": {"name": account}})
+    await _create(kube, f"{rbac}/roles", {
+        "metadata": {"name": account},
+        "rules": [{"apiGroups": [GROUP], "resources": [PLURAL], "verbs": ["use"]}]})
+    await _create(kube, f"{rbac}/rolebindings", {
+        "metadata": {"name": account},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": namespace}]})
+    review = await kube.create(
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{account}/token",
+        {"spec": {"audiences": [audience], "expirationSeconds": 3600}})
+    return str(review["status"]["token"])
 
 
 def _quota_path(namespace: str, name: str = "") -> str:

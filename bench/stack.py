@@ -102,15 +102,15 @@ class Stack:
              "--health-port", "0"],
             self.logs / f"{tag}.log", cpus=self.cfg.all_cpus, env=self.env(), cwd=ROOT))
 
-    def relay(self, kubeconfig: Path, namespace: str, *extra: str, tag: str = "relay"
-              ) -> tuple[Proc, int]:
-        """``chatprovider relay`` (the relay alone, with ``extra`` flags), pinned like every
-        proxy under test."""
+    def relay(self, kubeconfig: Path, namespace: str, *extra: str, tag: str = "relay",
+              auth: str = "none") -> tuple[Proc, int]:
+        """``chatprovider relay`` (the relay alone, with ``extra`` flags and ``--relay-auth
+        auth``), pinned like every proxy under test."""
         port = free_port()
         proc = self._start(Proc(
             tag,
             [self.chatprovider, "relay", "--kubeconfig", str(kubeconfig), "-n", namespace,
-             "--relay-auth", "none", "--relay-host", "127.0.0.1", "--relay-port", str(port),
+             "--relay-auth", auth, "--relay-host", "127.0.0.1", "--relay-port", str(port),
              *extra],
             self.logs / f"{tag}.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
             env=self.env(), cwd=ROOT))

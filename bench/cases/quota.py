@@ -1,12 +1,16 @@
 """Case 10: the latency a ChatQuota adds to a relayed request, with its counters in memory and in
-Redis, against the same relay's ungoverned requests in the same run.
+Redis, and with the relay's Kubernetes authentication (cached reviews) on top, against the same
+relays' ungoverned, unauthenticated requests in the same run.
 
 Two providers share the fast upstream: ``fast`` and ``fast-quota``; one ChatQuota governs
-``fast-quota`` for the bench's (anonymous) caller, with limits far above what the case sends, so
-every request is admitted, reserved and settled and none is refused. The session's relay keeps
-its counters in memory; a second relay, pinned alike, keeps them in a ``redis-server`` on
-loopback. On each relay, requests to ``fast`` (no quota) and to ``fast-quota`` alternate by
-rounds, one request at a time, and the difference of their percentiles is what the quota adds.
+``fast-quota`` for every caller (anonymous or authenticated), with limits far above what the
+case sends, so every request is admitted, reserved and settled and none is refused. Four relays,
+pinned alike, serve them: the session's (no authentication, counters in memory), one with its
+counters in a ``redis-server`` on loopback, and those two again with ``--relay-auth
+kubernetes``, called with a bound token of a ServiceAccount that may ``use`` the providers
+(TokenReview and SubjectAccessReview answers cached, as in production). Requests to ``fast`` and
+to ``fast-quota`` on every relay alternate by rounds, one request at a time; the difference of
+a pair's percentiles is what the quota (and the authentication) adds.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from bench import kube as k
 from bench.loadgen import Endpoint, sequential
 from bench.session import MODEL, RELAY_NS, Session, chat_endpoint
 from bench.stats import BackgroundLoad, ms
+from chatprovider.settings import DEFAULT_TOKEN_AUDIENCE
 from chatprovider_tools.redisserver import RedisServer
 
 __all__ = ["GOVERNED", "overhead"]
@@ -32,50 +37,72 @@ _QUOTA = {
     "apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatQuota",
     "metadata": {"name": "bench", "namespace": RELAY_NS},
     "spec": {"providers": {"names": [GOVERNED]},
-             "subjects": [{"kind": "Group", "name": "system:unauthenticated"}],
+             "subjects": [{"kind": "Group", "name": "system:unauthenticated"},
+                          {"kind": "Group", "name": "system:authenticated"}],
              "scope": "Shared",
              "limits": {"requestsPerMinute": _BIG, "tokensPerMinute": _BIG,
                         "tokensPerDay": _BIG}},
 }
 
 
-def _governed(port: int) -> bool:
+CALLER = "bench-caller"
+"""The ServiceAccount (in the relay's namespace) that calls the authenticating relays."""
+
+
+def _governed(port: int, token: str | None) -> bool:
     """Whether the relay at ``port`` answers ``fast-quota`` with the quota's headers."""
     body = json.dumps({"model": f"{RELAY_NS}/{GOVERNED}/{MODEL}", "max_tokens": 8,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
-                                 headers={"Content-Type": "application/json"})
+                                 headers=headers)
     with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
         return resp.headers.get("x-ratelimit-limit-requests") is not None
 
 
-async def _until_governed(port: int, timeout: float = 30.0) -> None:
+async def _until_governed(port: int, token: str | None, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(_governed, port):
+    while not await asyncio.to_thread(_governed, port, token):
         if time.monotonic() > deadline:
             raise RuntimeError(f"the relay at :{port} does not apply the bench quota")
         await asyncio.sleep(0.2)
 
 
-def _endpoints(name: str, port: int) -> dict[str, Endpoint]:
-    return {f"{name}": chat_endpoint(name, port, f"{RELAY_NS}/fast/{MODEL}", max_tokens=8),
+def _endpoints(name: str, port: int, token: str | None) -> dict[str, Endpoint]:
+    return {f"{name}": chat_endpoint(name, port, f"{RELAY_NS}/fast/{MODEL}", key=token,
+                                     max_tokens=8),
             f"{name}+quota": chat_endpoint(f"{name}+quota", port,
-                                           f"{RELAY_NS}/{GOVERNED}/{MODEL}", max_tokens=8)}
+                                           f"{RELAY_NS}/{GOVERNED}/{MODEL}", key=token,
+                                           max_tokens=8)}
+
+
+RELAYS = ("memory", "redis", "auth-memory", "auth-redis")
+"""The relays of the case: counters in memory or in Redis, without or with authentication."""
 
 
 async def overhead(s: Session) -> dict[str, Any]:
     cfg = s.cfg
     assert s.kube is not None and s.relay_port
     await k.create_quota(s.kube, _QUOTA)
+    token = await k.caller_token(s.kube, RELAY_NS, CALLER, DEFAULT_TOKEN_AUDIENCE)
     redis = RedisServer()
     await asyncio.to_thread(redis.start)
-    relay2 = None
+    started = []
     try:
-        relay2, port2 = s.stack.relay(s.kubeconfig, RELAY_NS, "--quota-redis-url", redis.url,
-                                      tag="relay-redis")
-        await _until_governed(s.relay_port)
-        await _until_governed(port2)
-        eps = {**_endpoints("memory", s.relay_port), **_endpoints("redis", port2)}
+        ports = {"memory": s.relay_port}
+        for name, extra, auth in (("redis", ("--quota-redis-url", redis.url), "none"),
+                                  ("auth-memory", (), "kubernetes"),
+                                  ("auth-redis", ("--quota-redis-url", redis.url), "kubernetes")):
+            proc, ports[name] = s.stack.relay(s.kubeconfig, RELAY_NS, *extra,
+                                              tag=f"relay-{name}", auth=auth)
+            started.append(proc)
+        tokens = {name: token if name.startswith("auth") else None for name in RELAYS}
+        for name in RELAYS:
+            await _until_governed(ports[name], tokens[name])
+        eps = {key: ep for name in RELAYS
+               for key, ep in _endpoints(name, ports[name], tokens[name]).items()}
         pools = {name: await s.pool(ep) for name, ep in eps.items()}
         for name in eps:  # warm-up: connections, caches, the counters' keys and scripts
             await sequential(pools[name], eps[name], 50)
@@ -89,8 +116,8 @@ async def overhead(s: Session) -> dict[str, Any]:
                 lat[name] += [x.latency for x in done if x.ok]
                 errors[name] += sum(1 for x in done if not x.ok)
     finally:
-        if relay2 is not None:
-            s.stack.stop(relay2)
+        for proc in started:
+            s.stack.stop(proc)
         await asyncio.to_thread(redis.stop)
         await k.delete_quota(s.kube, _QUOTA)
     out: dict[str, Any] = {"background_cpu_pct": bg.stop(), "rounds": cfg.seq_rounds,
@@ -98,8 +125,9 @@ async def overhead(s: Session) -> dict[str, Any]:
     for name, values in lat.items():
         out[name] = {"n": len(values), "errors": errors[name], "p50": ms(values, 0.5),
                      "p99": ms(values, 0.99)}
-    for store in ("memory", "redis"):
-        out[f"{store}_added_p50"] = round(out[f"{store}+quota"]["p50"] - out[store]["p50"], 3)
-        out[f"{store}_added_p99"] = round(out[f"{store}+quota"]["p99"] - out[store]["p99"], 3)
+    for store in ("memory", "redis"):  # the quota alone; authentication and the quota
+        for relay, key in ((store, store), (f"auth-{store}", f"auth_{store}")):
+            for q in ("p50", "p99"):
+                out[f"{key}_added_{q}"] = round(out[f"{relay}+quota"][q] - out[store][q], 3)
     s.results["10"] = out
     return out

@@ -50,9 +50,11 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     assert all(row[name]["n"] == row["concurrency"] * r["11"]["per_caller"]
                and row[name]["errors"] == 0
                for row in r["11"]["rows"] for name in ("direct", "relay", "nginx"))
-    # 10: requests under a quota, counters in memory and in Redis, beside ungoverned ones
-    assert all(r["10"][name]["n"] > 0 and r["10"][name]["errors"] == 0
-               for name in ("memory", "memory+quota", "redis", "redis+quota"))
+    # 10: requests under a quota, counters in memory and in Redis, without and with the
+    # relay's Kubernetes authentication, beside ungoverned ones
+    assert all(r["10"][f"{relay}{quota}"]["n"] > 0 and r["10"][f"{relay}{quota}"]["errors"] == 0
+               for relay in ("memory", "redis", "auth-memory", "auth-redis")
+               for quota in ("", "+quota"))
     # 1, 2: every request answered, on both paths
     assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
     assert all(r["1"][ref]["n"] > 0  # same-run references
