@@ -20,6 +20,7 @@ has been sent by then. An outage is logged when it starts and when it ends, not 
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import time
@@ -27,7 +28,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from chatprovider.counters.store import CounterStore, CounterStoreUnavailable
+from chatprovider.counters.store import CounterStore, CounterStoreUnavailable, mark_sent
 from chatprovider.domain.quota.answers import rate_limit_headers, refusal, store_unavailable
 from chatprovider.domain.quota.demand import Demand
 from chatprovider.domain.quota.ledger import LEASE_SECONDS, Reservation, reserve
@@ -91,13 +92,17 @@ class QuotaGate:
             raise refusal(reservation, outcome, now)
         return Admission(reservation, rate_limit_headers(reservation, outcome, now))
 
-    async def settle(self, admission: Admission, charged: Demand) -> bool:
+    async def settle(self, admission: Admission, charged: Demand,
+                     sent: asyncio.Future[None] | None = None) -> bool:
         """Charge what was used instead of what was reserved; False if the store was
-        unavailable (the settlement is then lost)."""
+        unavailable (the settlement is then lost). ``sent``: as for
+        :meth:`~chatprovider.counters.store.CounterStore.settle`."""
         if admission.reservation is None:
+            mark_sent(sent)
             return True
         try:
-            await self.store.settle(admission.reservation.settlement(charged), self._clock())
+            await self.store.settle(admission.reservation.settlement(charged), self._clock(),
+                                    sent)
         except CounterStoreUnavailable as exc:
             self._unavailable(exc, "settlements are lost")
             return False

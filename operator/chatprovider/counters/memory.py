@@ -7,10 +7,12 @@ the live windows.
 
 from __future__ import annotations
 
+import asyncio
 import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from chatprovider.counters.store import mark_sent
 from chatprovider.domain.quota.ledger import Adjustment, Charge, Outcome, admit
 
 __all__ = ["MemoryCounterStore"]
@@ -77,7 +79,12 @@ class MemoryCounterStore:
                 self._expire(charge.key, entry, charge.expires_at)
         return outcome
 
-    async def settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
+    async def settle(self, adjustments: Sequence[Adjustment], now: float,
+                     sent: asyncio.Future[None] | None = None) -> None:
+        self._settle(adjustments, now)
+        mark_sent(sent)
+
+    def _settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
         self._sweep(now)
         for adjustment in adjustments:
             entry = self._entries.get(adjustment.key)

@@ -28,7 +28,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from chatprovider.counters import scripts
-from chatprovider.counters.store import CounterStoreUnavailable
+from chatprovider.counters.store import CounterStoreUnavailable, mark_sent
 from chatprovider.domain.quota.ledger import Adjustment, Charge, Outcome
 
 __all__ = ["DEFAULT_PREFIX", "RedisCounterStore"]
@@ -99,14 +99,56 @@ class RedisCounterStore:
         used = tuple(int(v) for v in reply[2:])
         return Outcome(bool(reply[0]), used, int(reply[1]) - 1 if not reply[0] else None)
 
-    async def settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
+    async def settle(self, adjustments: Sequence[Adjustment], now: float,
+                     sent: asyncio.Future[None] | None = None) -> None:
         if not adjustments:
+            mark_sent(sent)
             return
         args: list[str | int] = [_ms(now)]
         for a in adjustments:
             args += [a.delta, _ms(a.expires_at), a.lease or ""]
-        await self._call("settle", self._settle(
-            keys=[self._prefix + a.key for a in adjustments], args=args))
+        keys = [self._prefix + a.key for a in adjustments]
+        try:
+            if sent is None:
+                await self._call("settle", self._settle(keys=keys, args=args))
+            else:
+                await self._call("settle", self._settle_sent(keys, args, sent))
+        finally:
+            mark_sent(sent)
+
+    async def _settle_sent(self, keys: list[str], args: list[str | int],
+                           sent: asyncio.Future[None]) -> None:
+        """The settlement script on a connection of the pool, ``sent`` resolved once it is
+        written: Redis runs it before any command that reaches it later, on any connection.
+        A connection that fails before the script is written is replaced once; one that fails
+        after, or a server that lost the script, gets the script again through ``Script``
+        (which loads it), as redis-py's own retry would."""
+        pool = self._redis.connection_pool
+        for attempt in (1, 2):
+            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            clean = False
+            try:
+                try:
+                    await conn.send_command("EVALSHA", self._settle.sha, len(keys), *keys, *args)
+                except _UNAVAILABLE:
+                    if attempt == 2:
+                        raise
+                    continue
+                mark_sent(sent)
+                try:
+                    await conn.read_response()
+                    clean = True
+                    return
+                except redis_errors.NoScriptError:
+                    clean = True
+                except _UNAVAILABLE:
+                    pass
+            finally:
+                if not clean:
+                    await conn.disconnect(nowait=True)
+                await pool.release(conn)
+            break
+        await self._settle(keys=keys, args=args)
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:

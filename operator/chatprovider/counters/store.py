@@ -20,12 +20,13 @@ Anything else a store raises is a bug.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Protocol
 
 from chatprovider.domain.quota.ledger import Adjustment, Charge, Outcome
 
-__all__ = ["CounterStore", "CounterStoreUnavailable"]
+__all__ = ["CounterStore", "CounterStoreUnavailable", "mark_sent"]
 
 
 class CounterStoreUnavailable(Exception):
@@ -47,9 +48,12 @@ class CounterStore(Protocol):
         else none."""
         ...
 
-    async def settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
+    async def settle(self, adjustments: Sequence[Adjustment], now: float,
+                     sent: asyncio.Future[None] | None = None) -> None:
         """Apply the adjustments; a counter never goes below zero, and a refund to a counter
-        that expired is dropped."""
+        that expired is dropped. ``sent``, when given, is resolved as soon as the store applies
+        them before any operation that reaches it later, from any client (the answer may go
+        out then), and at the latest when this returns or raises."""
         ...
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
@@ -63,3 +67,9 @@ class CounterStore(Protocol):
     async def aclose(self) -> None:
         """Release connections."""
         ...
+
+
+def mark_sent(sent: asyncio.Future[None] | None) -> None:
+    """Resolve a settlement's ``sent`` future (see :meth:`CounterStore.settle`), once."""
+    if sent is not None and not sent.done():
+        sent.set_result(None)

@@ -26,9 +26,13 @@ it upstream and the usage is hidden from the caller (:mod:`chatprovider.domain.s
 The limits of a (provider, caller) pair are worked out once and kept until a ChatQuota or a
 provider changes (at most :data:`CACHED_PAIRS` pairs; the cache starts over beyond).
 
-A settlement runs to its end even when the client's disconnect cancels the handler: on a store
-that waits on I/O it is a task the handler waits for, shielded from that cancellation; on one
-that does not (in memory) it cannot be interrupted, and runs in the handler.
+A settlement runs to its end even when the client's disconnect cancels the handler. In memory
+it cannot be interrupted (nothing in it waits), and runs in the handler. On a store that waits
+on I/O (Redis) it is a task of its own, and the handler waits only until the settlement is
+sent: from then on the store applies it before anything that reaches it later, so the
+caller's next request, on any replica, is admitted against the settled counters; the
+confirmation arrives while the answer is on its way (one round trip fewer on the critical
+path). :meth:`Metering.drain` waits for the confirmations still due at shutdown.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from chatprovider.counters.gate import Admission, QuotaGate
+from chatprovider.counters.store import mark_sent
 from chatprovider.domain.apis import Operation
 from chatprovider.domain.quota.demand import (
     Demand,
@@ -128,10 +133,18 @@ class Metering:
         if not self._gate.store.suspends:
             await self._gate.settle(admission, charged)
             return
-        task = asyncio.ensure_future(self._gate.settle(admission, charged))
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        task = asyncio.ensure_future(self._gate.settle(admission, charged, sent))
         self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        await asyncio.shield(task)
+        task.add_done_callback(self._settled)
+        task.add_done_callback(lambda _: mark_sent(sent))
+        await asyncio.shield(sent)
+
+    def _settled(self, task: asyncio.Task[bool]) -> None:
+        self._settling.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("a settlement failed (%s: %s); its counters keep the reservation",
+                      type(exc).__name__, exc)
 
     async def drain(self) -> None:
         """Wait for the settlements still running (at shutdown)."""

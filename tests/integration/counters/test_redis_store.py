@@ -200,6 +200,37 @@ def test_both_stores_keep_the_same_books(store_factory) -> None:
     asyncio.run(scenario())
 
 
+def test_a_settlement_once_sent_is_applied_before_what_any_client_sends_after_it(
+        redis_server: RedisServer) -> None:
+    """The relay answers once its settlement is sent, before Redis confirms it: a caller's
+    next request, through another replica (another client), must find it applied. Here a
+    concurrency limit of 1: each next lease is admitted only if the last one was released."""
+    key = f"q|sent-{uuid.uuid4().hex[:6]}|concurrent"
+
+    async def scenario() -> None:
+        relay_a, relay_b = RedisCounterStore(redis_server.url), RedisCounterStore(redis_server.url)
+        try:
+            stores = (relay_a, relay_b)
+            for n in range(40):
+                store, other = stores[n % 2], stores[(n + 1) % 2]
+                now = time.time()
+                charge = Charge(key, 1, 1, now + 30, f"lease-{n}")
+                assert (await store.reserve([charge], now)).admitted, n
+                sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                confirmed = asyncio.ensure_future(store.settle(
+                    [Adjustment(key, -1, now + 30, f"lease-{n}")], now, sent))
+                await sent
+                outcome = await other.reserve([Charge(key, 1, 1, now + 30, "probe")], now)
+                assert outcome.admitted, f"lease {n} was not yet released when sent"
+                await confirmed
+                await other.settle([Adjustment(key, -1, now + 30, "probe")], now)
+        finally:
+            await relay_a.aclose()
+            await relay_b.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_killed_redis_is_one_clear_error_and_a_restarted_one_works_again(
         own_redis_server: RedisServer) -> None:
     limits = applicable_limits([quota(limits={"requestsPerMinute": 100,
@@ -223,12 +254,17 @@ def test_a_killed_redis_is_one_clear_error_and_a_restarted_one_works_again(
             uncounted = await opened.admit(limits, Demand(1, 1))
             assert uncounted.reservation is None and uncounted.headers == {}
             assert not await closed.settle(admission, Demand(5, 5))  # lost, not raised
+            sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            assert not await closed.settle(admission, Demand(5, 5), sent)  # the relay's way
+            assert sent.done()  # the handler waiting for it goes on
 
             own_redis_server.start()  # same port, empty (no persistence), no scripts loaded
             again = await closed.admit(limits, Demand(1, 1))
             assert again.headers["x-ratelimit-remaining-requests"] == "99"
             assert again.headers["x-ratelimit-remaining-tokens"] == "9998"
-            assert await closed.settle(again, Demand(5, 5))
+            sent = asyncio.get_running_loop().create_future()  # its script is not loaded:
+            assert await closed.settle(again, Demand(5, 5), sent)  # NOSCRIPT, then loaded
+            assert sent.done()
             assert await store.read([again.reservation.charges[1].key], time.time()) == [10]
         finally:
             await store.aclose()

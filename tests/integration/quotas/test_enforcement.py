@@ -297,3 +297,24 @@ def test_a_concurrency_limit_refuses_while_a_stream_is_open_and_frees_its_slot_a
     # the stream ended (the client closed it): its lease is released
     wait_for(lambda: s.chat(relay, max_tokens=1).status_code == 200, timeout=10,
              what="the slot to be free again")
+
+
+def test_a_caller_one_request_at_a_time_across_relays_always_finds_its_slot_free(
+        quota_setup: QuotaSetup) -> None:
+    """A relay answers once its settlement is on its way to Redis, before Redis confirms it;
+    the next request of the same caller, on the other relay, still finds the slot of a
+    concurrency limit of 1 released and its tokens charged."""
+    s = quota_setup
+    relays = [s.relay(), s.relay()]
+    name = unique("sequential")
+    s.apply_quota(name, {"concurrentRequests": 1, "tokensPerDay": 1_000_000})
+    for relay in relays:
+        wait_for(lambda r=relay: "x-ratelimit-limit-tokens" in s.chat(r, max_tokens=1).headers,
+                 timeout=10, interval=0.1, what="the quota to govern")
+    before = s.tokens_charged(name)
+    used = 0
+    for n in range(30):
+        answer = s.chat(relays[n % 2], max_tokens=1)
+        assert answer.status_code == 200, (n, answer.text)
+        used += answer.json()["usage"]["total_tokens"]
+        assert s.tokens_charged(name) - before == used  # settled: the usage, not the reservation
