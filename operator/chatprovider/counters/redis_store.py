@@ -7,7 +7,10 @@ Counter keys carry an absolute expiry (``PEXPIREAT``) at their window's end plus
 minute; lease sets expire with their latest lease. All keys share the hash tag of
 :data:`DEFAULT_PREFIX`, so the scripts also run on a Redis Cluster (on one shard).
 
-The client is redis-py's asyncio client (docs/quotas.md says why). Every call is bounded by
+The client is redis-py's asyncio client (docs/quotas.md says why); the two scripts of the
+relay's hot path, reserve and settle, go straight on a connection of its pool (one EVALSHA,
+one reply), and a settlement lets its caller go on as soon as it is written (see
+:meth:`~chatprovider.counters.store.CounterStore.settle`). Every call is bounded by
 ``timeout``; a refused, lost or silent connection, a server still loading its data or a
 read-only replica become :class:`~chatprovider.counters.store.CounterStoreUnavailable`. A lost
 connection is retried once on a fresh one (the pool's connections die when Redis restarts), and
@@ -26,6 +29,7 @@ from redis import exceptions as redis_errors
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript
 
 from chatprovider.counters import scripts
 from chatprovider.counters.store import CounterStoreUnavailable, mark_sent
@@ -94,8 +98,8 @@ class RedisCounterStore:
         args: list[str | int] = [_ms(now)]
         for c in charges:
             args += [c.amount, c.capacity, _ms(c.expires_at), c.lease or ""]
-        reply = await self._call("reserve", self._reserve(
-            keys=[self._prefix + c.key for c in charges], args=args))
+        reply = await self._call("reserve", self._run(
+            self._reserve, [self._prefix + c.key for c in charges], args))
         used = tuple(int(v) for v in reply[2:])
         return Outcome(bool(reply[0]), used, int(reply[1]) - 1 if not reply[0] else None)
 
@@ -107,48 +111,41 @@ class RedisCounterStore:
         args: list[str | int] = [_ms(now)]
         for a in adjustments:
             args += [a.delta, _ms(a.expires_at), a.lease or ""]
-        keys = [self._prefix + a.key for a in adjustments]
         try:
-            if sent is None:
-                await self._call("settle", self._settle(keys=keys, args=args))
-            else:
-                await self._call("settle", self._settle_sent(keys, args, sent))
+            await self._call("settle", self._run(
+                self._settle, [self._prefix + a.key for a in adjustments], args, sent))
         finally:
             mark_sent(sent)
 
-    async def _settle_sent(self, keys: list[str], args: list[str | int],
-                           sent: asyncio.Future[None]) -> None:
-        """The settlement script on a connection of the pool, ``sent`` resolved once it is
-        written: Redis runs it before any command that reaches it later, on any connection.
-        A connection that fails before the script is written is replaced once; one that fails
-        after, or a server that lost the script, gets the script again through ``Script``
-        (which loads it), as redis-py's own retry would."""
+    async def _run(self, script: AsyncScript, keys: list[str], args: list[str | int],
+                   sent: asyncio.Future[None] | None = None) -> Any:
+        """``script`` (EVALSHA) on a connection of the pool, straight on the connection rather
+        than through the client's per-command machinery (the relay's hot path); ``sent``
+        resolved once the script is written: Redis runs it before any command that reaches it
+        later, on any connection. A connection that fails is replaced once, as the client's
+        own retry does; a server that lost the script gets it again through ``Script`` (which
+        loads it)."""
         pool = self._redis.connection_pool
         for attempt in (1, 2):
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             clean = False
             try:
-                try:
-                    await conn.send_command("EVALSHA", self._settle.sha, len(keys), *keys, *args)
-                except _UNAVAILABLE:
-                    if attempt == 2:
-                        raise
-                    continue
+                await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
                 mark_sent(sent)
-                try:
-                    await conn.read_response()
-                    clean = True
-                    return
-                except redis_errors.NoScriptError:
-                    clean = True
-                except _UNAVAILABLE:
-                    pass
+                reply = await conn.read_response()
+                clean = True
+                return reply
+            except redis_errors.NoScriptError:
+                clean = True
+                break
+            except _UNAVAILABLE:
+                if attempt == 2:
+                    raise
             finally:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
-            break
-        await self._settle(keys=keys, args=args)
+        return await script(keys=keys, args=args)
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:
