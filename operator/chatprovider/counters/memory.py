@@ -81,10 +81,6 @@ class MemoryCounterStore:
 
     async def settle(self, adjustments: Sequence[Adjustment], now: float,
                      sent: asyncio.Future[None] | None = None) -> None:
-        self._settle(adjustments, now)
-        mark_sent(sent)
-
-    def _settle(self, adjustments: Sequence[Adjustment], now: float) -> None:
         self._sweep(now)
         for adjustment in adjustments:
             entry = self._entries.get(adjustment.key)
@@ -97,6 +93,7 @@ class MemoryCounterStore:
             elif adjustment.delta > 0 and adjustment.expires_at > now:
                 entry = self._entries[adjustment.key] = _Entry(adjustment.delta)
                 self._expire(adjustment.key, entry, adjustment.expires_at)
+        mark_sent(sent)
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
         self._sweep(now)

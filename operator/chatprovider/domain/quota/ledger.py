@@ -116,10 +116,10 @@ def reserve(limits: Sequence[Limit], demand: Demand, now: float, lease: str,
     per request) names its slot in a concurrency limit."""
     charges = []
     for limit in limits:
-        key, resets = limit.at(now)
+        resets = limit.resets_at(now)
         if resets is None:
-            charges.append(Charge(key, 1, limit.capacity, now + lease_seconds, lease))
+            charges.append(Charge(limit.key(now), 1, limit.capacity, now + lease_seconds, lease))
         else:
-            charges.append(Charge(key, _amount(limit.metric, demand), limit.capacity,
+            charges.append(Charge(limit.key(now), _amount(limit.metric, demand), limit.capacity,
                                   resets + GRACE))
     return Reservation(tuple(limits), tuple(charges), demand, now)

@@ -99,13 +99,6 @@ class Limit:
             return self._head
         return f"{self._head}|{self.window.value}:{window_start(self.window, now)}"
 
-    def at(self, now: float) -> tuple[str, float | None]:
-        """:meth:`key` and :meth:`resets_at` at once."""
-        if self.window is None:
-            return self._head, None
-        key = f"{self._head}|{self.window.value}:{window_start(self.window, now)}"
-        return key, float(window_end(self.window, now))
-
     def resets_at(self, now: float) -> float | None:
         """When the window ``now`` falls in ends (None for the concurrency limit)."""
         return None if self.window is None else float(window_end(self.window, now))
