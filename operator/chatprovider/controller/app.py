@@ -149,14 +149,15 @@ class OperatorApp:
             source = "the embedded relay's memory (this operator replica's requests only)"
         else:
             store, source = None, ""
-        return QuotaStatusWriter(kube, s.namespaces, store, interval=s.quota_status_interval,
+        return QuotaStatusWriter(kube, s.namespaces, store, self.registry,
+                                 interval=s.quota_status_interval,
                                  source=source, fail_open=s.quota_fail_open,
                                  may_write=may_write)
 
     async def _leading(self) -> None:
         """What the leader does: check providers, and keep the quotas' status current."""
-        assert self.reconciler is not None and self.quota_status is not None
-        quotas = asyncio.create_task(self.quota_status.run(), name="quota status")
+        assert self.reconciler is not None
+        quotas = asyncio.create_task(self._quota_status(), name="quota status")
         models = self._chat_model_status_task()
         try:
             await self.reconciler.run()
@@ -167,6 +168,12 @@ class OperatorApp:
                 await quotas
             with contextlib.suppress(asyncio.CancelledError):
                 await models
+
+    async def _quota_status(self) -> None:
+        """The ChatQuotas' status, once the watch has listed the providers they govern."""
+        assert self.watch is not None and self.quota_status is not None
+        await self.watch.listed.wait()
+        await self.quota_status.run()
 
     def _chat_model_status_task(self) -> asyncio.Task[None]:
         assert self.chat_model_status is not None

@@ -135,6 +135,15 @@ def charge(url: str, namespace: str, resource: ChatQuota, requests: int, reserve
     asyncio.run(run())
 
 
+def provider_lists(kubectl) -> float:
+    """How many LISTs of ChatProviders the API server has answered so far (its own
+    ``apiserver_request_total``)."""
+    metrics = kubectl("get", "--raw", "/metrics").stdout
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("apiserver_request_total{") and 'verb="LIST"' in line
+               and 'resource="chatproviders"' in line)
+
+
 def cquota(kubectl, namespace: str, name: str) -> dict[str, Any]:
     """The quota as ``kubectl get cquota -o yaml`` shows it."""
     out = kubectl("get", "cquota", name, "-n", namespace, "-o", "yaml").stdout
@@ -179,13 +188,15 @@ def test_counters_in_redis_appear_in_the_status_and_an_unchanged_usage_writes_no
     assert (spent["subject"], spent["tokensToday"], spent["peakFraction"]) == (
         "system:serviceaccount:team-a:app", 500, 0.5)
 
-    # nothing changes: passes go by, and nothing is written (same resourceVersion)
+    # nothing changes: passes go by, and nothing is written (same resourceVersion); nor is
+    # every ChatProvider listed again at each pass (their labels come from the watch)
     assert operator.app.quota_status is not None
     writer = operator.app.quota_status
     before = cquota(kubectl, namespace, "budget")["metadata"]["resourceVersion"]
-    passes = writer.passes
-    wait_for(lambda: writer.passes >= passes + 3, 20, what="three more passes")
+    passes, lists = writer.passes, provider_lists(kubectl)
+    wait_for(lambda: writer.passes >= passes + 5, 20, what="five more passes")
     assert cquota(kubectl, namespace, "budget")["metadata"]["resourceVersion"] == before
+    assert provider_lists(kubectl) - lists <= 1  # at most a watch's own re-list
 
     # more usage: written within the interval, with a new usageTime
     charge(redis_server.url, namespace, budget, 1, Demand(100, 200), Demand(100, 100))
@@ -247,6 +258,11 @@ def test_a_quota_that_selects_no_provider_and_counters_the_operator_cannot_read(
                                                      "5", "-"]
     assert f"{namespace}/orphan: Ready False (NoProvidersSelected)" in result.stderr
     assert "CountersInRelayMemory" in result.stderr
+    # the provider it names appears: the quota governs it from the next pass
+    provider(k8s, namespace, "gone", {})
+    wait_for(lambda: (condition(cquota(kubectl, namespace, "orphan"), "Ready") or {}).get(
+        "status") == "True", 20, what="the quota in force once its provider exists")
+    assert cquota(kubectl, namespace, "orphan")["status"]["providers"] == ["gone"]
 
 
 def test_an_unreachable_redis_is_a_condition_without_its_password(
