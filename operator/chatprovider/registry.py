@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from chatprovider.api.compaction import compact
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
 from chatprovider.chat_models import ChatModels
 from chatprovider.domain.routing import ProviderRef
@@ -73,14 +74,16 @@ class ProviderView:
 
 
 def view_from_body(body: Mapping[str, Any]) -> ProviderView:
-    """Build a view from a raw object; raises pydantic's ValidationError on a malformed spec."""
+    """Build a view from a raw object; raises pydantic's ValidationError on a malformed spec.
+    Its spec and status are :func:`compact` (a registry holds one view per provider) and so
+    read-only."""
     meta = body.get("metadata") or {}
     return ProviderView(
         ref=ref_of(body),
         uid=str(meta.get("uid", "")),
         generation=int(meta.get("generation") or 0),
-        spec=ChatProviderSpec.model_validate(body.get("spec") or {}),
-        status=_status(body.get("status")),
+        spec=compact(ChatProviderSpec.model_validate(body.get("spec") or {})),
+        status=compact(_status(body.get("status"))),
         annotations=dict(meta.get("annotations") or {}),
         resource_version=str(meta.get("resourceVersion", "")),
         labels={str(k): str(v) for k, v in (meta.get("labels") or {}).items()},

@@ -107,6 +107,7 @@ DataKey = Annotated[str, Field(min_length=1, max_length=253, pattern=KEY_PATTERN
 class _Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        frozen=True,
         populate_by_name=True,
         use_attribute_docstrings=True,
         alias_generator=lambda name: name.split("_")[0]
