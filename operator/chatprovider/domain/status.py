@@ -10,7 +10,7 @@ change, and at most every ``heartbeat`` seconds otherwise (a bound that can be 0
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from chatprovider.api.v1alpha1 import (
@@ -128,28 +128,41 @@ def transitions(old: ChatProviderStatus, new: ChatProviderStatus) -> list[EventS
     """Events for what changed between two statuses; nothing when nothing changed.
 
     Readiness: ``BecameReady``, ``BecameUnready``, or ``NotReady`` when the reason changes while
-    not Ready. The models offered (``status.models``): ``ModelsAdded`` and ``ModelsRemoved``
-    whenever the list gains or loses ids, the first Ready and a drop to none included. The key:
+    not Ready. The models offered (``status.models``): a readiness Event names the models that
+    came or went with it (the first Ready: "2 models offered; models added: a, b"), and
+    ``ModelsAdded`` / ``ModelsRemoved`` say when the list gains or loses ids without a change of
+    readiness; so each change is one Event (at 10,000 providers, a write less each). The key:
     ``CredentialRotated`` when the Secret's version in use changes."""
     events: list[EventSpec] = []
-    before, after = ready_condition(old), ready_condition(new)
-    if after is not None:
-        was = before.status if before else None
-        if after.status == "True" and was != "True":
-            events.append(EventSpec("Normal", "BecameReady", after.message))
-        elif after.status != "True" and (
-            was == "True" or (before.reason if before else None) != after.reason
-        ):
-            events.append(EventSpec("Warning", "BecameUnready" if was == "True" else "NotReady",
-                                    f"{after.reason}: {after.message}"))
     old_ids = {m.id for m in old.models}
     new_ids = {m.id for m in new.models}
-    if new_ids - old_ids:
-        events.append(EventSpec("Normal", "ModelsAdded", _names(sorted(new_ids - old_ids))))
-    if old_ids - new_ids:
-        events.append(EventSpec("Normal", "ModelsRemoved", _names(sorted(old_ids - new_ids))))
+    added, removed = sorted(new_ids - old_ids), sorted(old_ids - new_ids)
+    readiness = _readiness(old, new)
+    if readiness is not None:
+        said = [f"models added: {_names(added)}"] if added else []
+        said += [f"models removed: {_names(removed)}"] if removed else []
+        events.append(replace(readiness, message="; ".join([readiness.message, *said])))
+    else:
+        if added:
+            events.append(EventSpec("Normal", "ModelsAdded", _names(added)))
+        if removed:
+            events.append(EventSpec("Normal", "ModelsRemoved", _names(removed)))
     old_cred, new_cred = old.credential_version, new.credential_version
     if old_cred and new_cred and old_cred != new_cred:
         events.append(EventSpec("Normal", "CredentialRotated",
                                 f"now using API key version {new_cred}"))
     return events
+
+
+def _readiness(old: ChatProviderStatus, new: ChatProviderStatus) -> EventSpec | None:
+    before, after = ready_condition(old), ready_condition(new)
+    if after is None:
+        return None
+    was = before.status if before else None
+    if after.status == "True" and was != "True":
+        return EventSpec("Normal", "BecameReady", after.message)
+    if after.status != "True" and (
+            was == "True" or (before.reason if before else None) != after.reason):
+        return EventSpec("Warning", "BecameUnready" if was == "True" else "NotReady",
+                         f"{after.reason}: {after.message}")
+    return None

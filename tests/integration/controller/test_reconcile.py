@@ -263,29 +263,35 @@ def test_kubectl_explain_and_wide_columns(operator, providers, kubectl, namespac
         assert "Authorization: Bearer" in explain
 
 
-def test_model_events_on_first_ready_on_a_drop_to_none_and_on_recovery(operator, providers):
-    """ModelsAdded on the first Ready, ModelsRemoved when the list drops to none, ModelsAdded
-    again on recovery: each change of ``status.models`` is one Event."""
+def test_each_change_of_the_models_is_one_event_named_by_the_readiness_it_comes_with(
+        operator, providers):
+    """The first Ready names the models it brings, a drop to none is BecameUnready naming the
+    models removed, recovery names them again; a model gained while Ready is ModelsAdded."""
     def refresh() -> None:
         providers.patch("p", {"metadata": {"annotations": {
             "ai.chatprovider.dev/refresh": str(time.time())}}})
 
-    def model_events() -> list[tuple[str, str]]:
+    def events() -> list[tuple[str, str]]:
         return sorted((e["reason"], e["message"]) for e in providers.events("p")
-                      if e["reason"] in ("ModelsAdded", "ModelsRemoved"))
+                      if e["reason"] in ("BecameReady", "BecameUnready", "ModelsAdded",
+                                         "ModelsRemoved"))
 
+    first = ("BecameReady", "1 model offered; models added: a")
     with DevServer("generic", models=["a"]) as srv:
         providers.create("p", {"endpoint": srv.base_url})
         providers.wait_reason("p", "Ready")
-        wait_for(lambda: model_events() == [("ModelsAdded", "a")], what="ModelsAdded on Ready")
+        wait_for(lambda: events() == [first], what="BecameReady naming the model")
+        srv.set_models(["a", "b"])
+        refresh()
+        wait_for(lambda: events() == [first, ("ModelsAdded", "b")], what="ModelsAdded while Ready")
         srv.set_models([])
         refresh()
         providers.wait_reason("p", "NoModels")
-        wait_for(lambda: model_events() == [("ModelsAdded", "a"), ("ModelsRemoved", "a")],
-                 what="ModelsRemoved on the drop to none")
+        wait_for(lambda: len(events()) == 3, what="the drop to none")
+        (gone,) = [e for e in events() if e[0] == "BecameUnready"]
+        assert gone[1].endswith("; models removed: a, b")
         srv.set_models(["a"])
         refresh()
         providers.wait_reason("p", "Ready")
-        wait_for(lambda: model_events() == [("ModelsAdded", "a"), ("ModelsAdded", "a"),
-                                            ("ModelsRemoved", "a")],
-                 what="ModelsAdded again on recovery")
+        wait_for(lambda: events().count(first) == 2 and len(events()) == 4,
+                 what="recovery naming the model")

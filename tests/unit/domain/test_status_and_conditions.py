@@ -96,15 +96,17 @@ def test_a_field_that_no_longer_applies_is_absent_from_the_new_status():
 
 def test_transitions_name_what_changed_and_repeat_nothing():
     first = _status(READY, cred="key@1")
-    assert [e.reason for e in transitions(EMPTY, first)] == ["BecameReady", "ModelsAdded"]
+    (became,) = transitions(EMPTY, first)  # one Event: readiness, naming the models it brings
+    assert became.reason == "BecameReady"
+    assert became.message.endswith("; models added: " + ", ".join(m.id for m in first.models))
     assert transitions(first, _status(READY, old=first, cred="key@1")) == []
     down = _status(DOWN, old=first, cred="key@1")
-    events = transitions(first, down)
-    assert [e.reason for e in events] == ["BecameUnready", "ModelsRemoved"]
-    assert events[0].type == "Warning"
+    (gone,) = transitions(first, down)
+    assert (gone.reason, gone.type) == ("BecameUnready", "Warning")
+    assert "; models removed: " in gone.message
     assert transitions(down, _status(DOWN, old=down, cred="key@1")) == []
     back = _status(READY, old=down, cred="key@1")
-    assert [e.reason for e in transitions(down, back)] == ["BecameReady", "ModelsAdded"]
+    assert [e.reason for e in transitions(down, back)] == ["BecameReady"]
     rotated = _status(ready(("a", "b")), old=first, cred="key@2")
     assert [e.reason for e in transitions(first, rotated)] == ["ModelsAdded", "CredentialRotated"]
 
