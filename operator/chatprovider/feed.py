@@ -30,7 +30,7 @@ class Feed:
             self.forget(ref)
             return None
         try:
-            view = view_from_body(body)
+            view = view_from_body(body, self.registry.get(ref))
         except ValidationError as exc:  # the CRD schema should have refused it
             log.warning("ignoring %s: spec does not validate (%d errors)", ref, exc.error_count())
             return None

@@ -73,16 +73,26 @@ class ProviderView:
         return tuple(refs)
 
 
-def view_from_body(body: Mapping[str, Any]) -> ProviderView:
+def view_from_body(body: Mapping[str, Any], previous: ProviderView | None = None
+                   ) -> ProviderView:
     """Build a view from a raw object; raises pydantic's ValidationError on a malformed spec.
     Its spec and status are :func:`compact` (a registry holds one view per provider) and so
-    read-only."""
+    read-only. ``previous`` is the view this one replaces: its spec is kept when the body is
+    the same object (uid) at the same generation, which the API server moves on every change
+    of the spec, so that a change of status alone (most events: each check's write) does not
+    validate the spec again."""
     meta = body.get("metadata") or {}
+    uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
+    if previous is not None and generation and (previous.uid, previous.generation) == (
+            uid, generation):
+        spec = previous.spec
+    else:
+        spec = compact(ChatProviderSpec.model_validate(body.get("spec") or {}))
     return ProviderView(
         ref=ref_of(body),
-        uid=str(meta.get("uid", "")),
-        generation=int(meta.get("generation") or 0),
-        spec=compact(ChatProviderSpec.model_validate(body.get("spec") or {})),
+        uid=uid,
+        generation=generation,
+        spec=spec,
         status=compact(_status(body.get("status"))),
         annotations=dict(meta.get("annotations") or {}),
         resource_version=str(meta.get("resourceVersion", "")),
