@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from typing import Any
 
 import pytest
@@ -32,13 +33,26 @@ def test_views_of_different_providers_share_the_sets_of_given_fields() -> None:
 
 
 def test_the_models_of_a_view_are_read_only_and_their_shared_sets_cannot_change() -> None:
-    view = view_from_body(body("a"))
+    view, other = view_from_body(body("a")), view_from_body(body("b"))
     with pytest.raises(ValidationError, match="frozen"):
         view.spec.endpoint = "http://elsewhere:8000/v1"  # type: ignore[misc]
     assert view.spec.endpoint == SPEC["endpoint"]
+    given = view.spec.model_fields_set
+    changes = [lambda: given.add("proxy"), lambda: given.discard("endpoint"), given.clear,
+               given.pop, lambda: given.update({"proxy"}), lambda: given.remove("endpoint"),
+               lambda: given.difference_update({"endpoint"})]
+    for change in changes:
+        with pytest.raises(AttributeError, match="read-only"):
+            change()
     with pytest.raises(AttributeError, match="read-only"):
-        view.spec.model_copy(update={"server_type": "ollama"})
-    assert view_from_body(body("b")).spec.model_fields_set == view.spec.model_fields_set
+        given -= {"endpoint"}
+    assert other.spec.model_fields_set == {"endpoint", "server_type", "api_key_secret_ref",
+                                           "discovery"}
+    # a copy gets a set of its own: what it is given does not leak into the shared one
+    edited = view.spec.model_copy(update={"server_type": "ollama"})
+    assert edited.server_type == "ollama" and view.spec.server_type == "vllm"
+    assert pickle.loads(pickle.dumps(view.spec)) == view.spec
+    assert other.spec.model_fields_set is view.spec.model_fields_set
 
 
 def test_a_change_of_status_alone_keeps_the_validated_spec_and_a_new_generation_does_not() -> None:
