@@ -83,8 +83,8 @@ def view_from_body(body: Mapping[str, Any], previous: ProviderView | None = None
     validate the spec again."""
     meta = body.get("metadata") or {}
     uid, generation = str(meta.get("uid", "")), int(meta.get("generation") or 0)
-    if previous is not None and generation and (previous.uid, previous.generation) == (
-            uid, generation):
+    if previous is not None and uid and generation and (
+            previous.uid, previous.generation) == (uid, generation):
         spec = previous.spec
     else:
         spec = compact(ChatProviderSpec.model_validate(body.get("spec") or {}))

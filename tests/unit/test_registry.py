@@ -67,3 +67,10 @@ def test_a_change_of_status_alone_keeps_the_validated_spec_and_a_new_generation_
     replaced = {**body("a"), "metadata": {**body("a")["metadata"], "uid": "uid-new"},
                 "spec": {**SPEC, "serverType": "ollama"}}
     assert view_from_body(replaced, first).spec.server_type == "ollama"  # same name, new object
+
+
+def test_a_body_without_a_uid_is_always_validated_again() -> None:
+    anonymous = {**body("a"), "metadata": {"name": "a", "namespace": "ml", "generation": 3}}
+    first = view_from_body(anonymous)
+    changed = {**anonymous, "spec": {**SPEC, "serverType": "ollama"}}
+    assert view_from_body(changed, first).spec.server_type == "ollama"

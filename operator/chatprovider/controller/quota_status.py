@@ -60,8 +60,7 @@ class QuotaStatusWriter:
 
     def __init__(self, client: KubeClient, namespaces: tuple[str, ...],
                  store: CounterStore | None, registry: Registry, *, interval: float,
-                 source: str,
-                 fail_open: bool, may_write: Callable[[], bool] = lambda: True,
+                 source: str, fail_open: bool, may_write: Callable[[], bool] = lambda: True,
                  clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._namespaces = namespaces

@@ -155,6 +155,7 @@ def transitions(old: ChatProviderStatus, new: ChatProviderStatus) -> list[EventS
 
 
 def _readiness(old: ChatProviderStatus, new: ChatProviderStatus) -> EventSpec | None:
+    """The Event of a change of readiness (or of the reason while not Ready), if any."""
     before, after = ready_condition(old), ready_condition(new)
     if after is None:
         return None
