@@ -116,10 +116,10 @@ def reserve(limits: Sequence[Limit], demand: Demand, now: float, lease: str,
     per request) names its slot in a concurrency limit."""
     charges = []
     for limit in limits:
-        resets = limit.resets_at(now)
+        key, resets = limit.key(now), limit.resets_at(now)
         if resets is None:
-            charges.append(Charge(limit.key(now), 1, limit.capacity, now + lease_seconds, lease))
+            charges.append(Charge(key, 1, limit.capacity, now + lease_seconds, lease))
         else:
-            charges.append(Charge(limit.key(now), _amount(limit.metric, demand), limit.capacity,
+            charges.append(Charge(key, _amount(limit.metric, demand), limit.capacity,
                                   resets + GRACE))
     return Reservation(tuple(limits), tuple(charges), demand, now)
