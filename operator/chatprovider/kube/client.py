@@ -16,6 +16,10 @@ from chatprovider.kube.config import KubeConfig
 __all__ = ["ApiError", "KubeClient", "WatchEvent"]
 
 JSON = dict[str, Any]
+#: A list as metadata only (the form controller-runtime's metadata-only informers ask for),
+#: else the full list.
+_METADATA_LIST = ("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,"
+                  "application/json")
 
 
 class ApiError(Exception):
@@ -70,8 +74,9 @@ class KubeClient:
         await self.close()
 
     @staticmethod
-    def _headers(token: str | None, content_type: str | None = None) -> dict[str, str]:
-        headers = {"Accept": "application/json"}
+    def _headers(token: str | None, content_type: str | None = None,
+                 accept: str = "application/json") -> dict[str, str]:
+        headers = {"Accept": accept}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         if content_type:
@@ -81,7 +86,8 @@ class KubeClient:
     @contextlib.asynccontextmanager
     async def _send(self, method: str, path: str, *, data: bytes | None = None,
                     content_type: str | None = None, params: Mapping[str, str] | None = None,
-                    timeout: aiohttp.ClientTimeout) -> AsyncIterator[aiohttp.ClientResponse]:
+                    timeout: aiohttp.ClientTimeout, accept: str = "application/json"
+                    ) -> AsyncIterator[aiohttp.ClientResponse]:
         """One request; on a 401 once more with a renewed token (a rotated token file, an
         exec plugin run again), unless the credentials have nothing newer."""
         credentials = self.config.credentials
@@ -92,7 +98,7 @@ class KubeClient:
             async with self._session.request(
                 method, path, data=None if data is None else io.BytesIO(data), params=params,
                 timeout=timeout,
-                headers=self._headers(token, content_type),
+                headers=self._headers(token, content_type, accept),
                 server_hostname=self.config.tls_server_name,
             ) as resp:
                 if resp.status == 401 and attempt == 1:
@@ -105,11 +111,12 @@ class KubeClient:
 
     async def request(
         self, method: str, path: str, *, body: Any = None, content_type: str = "application/json",
-        params: Mapping[str, str] | None = None,
+        params: Mapping[str, str] | None = None, accept: str = "application/json",
     ) -> JSON:
         data = None if body is None else _dumps(body)
         async with self._send(method, path, data=data, params=params, timeout=self._timeout,
-                              content_type=content_type if data is not None else None) as resp:
+                              content_type=content_type if data is not None else None,
+                              accept=accept) as resp:
             text = await resp.text()
             if resp.status >= 400:
                 raise _api_error(resp.status, text)
@@ -117,6 +124,12 @@ class KubeClient:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> JSON:
         return await self.request("GET", path, params=params)
+
+    async def list_metadata(self, path: str, params: Mapping[str, str] | None = None) -> JSON:
+        """A list of ``path``'s objects with their metadata only (a ``PartialObjectMetadataList``:
+        no spec, no status), for a caller that needs to know which objects exist; an API server
+        that cannot serve that form answers the full list, with the same ``items[].metadata``."""
+        return await self.request("GET", path, params=params, accept=_METADATA_LIST)
 
     async def create(self, path: str, body: JSON) -> JSON:
         return await self.request("POST", path, body=body)
