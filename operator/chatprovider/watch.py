@@ -13,6 +13,10 @@ is its only write, and deleting a provider is never blocked.
 Other resources of the API group that a process needs to know before it serves (the relay's
 ChatQuotas) are passed as ``others``, a mapping of plural to observer: they are listed with the
 providers (so :meth:`ProviderWatch.synced` waits for them too) and watched by the same kopf.
+
+kopf announces no deletion that happened while a watch was gone (see
+:mod:`chatprovider.inventory`): after each of kopf's lists, once its events have settled, the
+watch sweeps what kopf did not list again.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import kopf
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.domain.routing import ProviderRef
+from chatprovider.inventory import Inventory, Observer
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.kube.config import KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
@@ -38,8 +43,10 @@ from chatprovider.settings import OperatorSettings
 __all__ = ["KopfLogin", "NoDiffBase", "Observer", "ProviderWatch", "build_kopf_registry",
            "configure_kopf", "run_kopf"]
 
-Observer = Callable[[str, Mapping[str, Any]], None]
 log = logging.getLogger(__name__)
+
+#: How long kopf's listing events must have stopped before the sweep after a list runs.
+SWEEP_QUIET = 2.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None
@@ -115,9 +122,12 @@ class KopfLogin:
 
 def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Callable[[], int],
                         settings: OperatorSettings | None = None,
-                        others: Mapping[str, Observer] | None = None) -> kopf.OperatorRegistry:
+                        others: Mapping[str, Observer] | None = None,
+                        listing: Callable[[str], None] = lambda plural: None
+                        ) -> kopf.OperatorRegistry:
     """A registry whose ChatProvider events go to ``observe(event_type, body)``, and the events
-    of each plural of ``others`` (same group and version) to its observer."""
+    of each plural of ``others`` (same group and version) to its observer. An object that kopf
+    lists (rather than watches) comes as ADDED, after ``listing(plural)``."""
     registry = kopf.OperatorRegistry()
     ours = settings
 
@@ -133,11 +143,15 @@ def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Call
 
     @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
     async def _on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        if type is None:
+            listing(PLURAL)
         observe(type or "ADDED", body)
 
     for plural, observer in (others or {}).items():
         async def _on_other(type: str | None, body: kopf.Body, _observer: Observer = observer,
-                      **_: Any) -> None:
+                            _plural: str = plural, **_: Any) -> None:
+            if type is None:
+                listing(_plural)
             _observer(type or "ADDED", body)
 
         kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-events")(_on_other)
@@ -205,26 +219,33 @@ class ProviderWatch:
                  liveness: Callable[[], int],
                  others: Mapping[str, Observer] | None = None) -> None:
         self._settings, self._kube, self._objects = settings, kube, objects
-        self._observe = observe
-        self._others = dict(others or {})
-        # What the watch delivered already, by plural (an older listed copy must not win).
-        self._watched: dict[str, set[ProviderRef]] = {p: set() for p in [PLURAL, *self._others]}
+        self._plurals = [PLURAL, *(others or {})]
+        self.inventory = Inventory(kube, {PLURAL: observe, **(others or {})},
+                                   settings.namespaces)
+        # What the watch delivered before list_once ended, by plural (an older listed copy must
+        # not win over it); None once the list is observed.
+        self._watched: dict[str, set[ProviderRef]] | None = {p: set() for p in self._plurals}
         self._registry = build_kopf_registry(
-            self._from_watch, config=config, liveness=liveness, settings=settings,
-            others={p: self._other_from_watch(p, o) for p, o in self._others.items()})
+            self._delivery(PLURAL), config=config, liveness=liveness, settings=settings,
+            others={p: self._delivery(p) for p in self._plurals[1:]}, listing=self._kopf_listing)
         self.listed = asyncio.Event()
         self._synced = False
         self._listing = PLURAL  # what list_once is listing (for its failure's message)
+        # The plurals kopf has listed since their last sweep, and a wake-up for the sweeper.
+        self._unswept: set[str] = set()
+        self._kopf_listed = asyncio.Event()
+        self.sweeps = 0  # sweeps done (tests wait on it)
 
-    def _from_watch(self, event_type: str, body: Mapping[str, Any]) -> None:
-        self._watched[PLURAL].add(ref_of(body))
-        self._observe(event_type, body)
+    def _delivery(self, plural: str) -> Observer:
+        def deliver(event_type: str, body: Mapping[str, Any]) -> None:
+            if self._watched is not None:
+                self._watched[plural].add(ref_of(body))
+            self.inventory.deliver(plural, event_type, body)
+        return deliver
 
-    def _other_from_watch(self, plural: str, observe: Observer) -> Observer:
-        def observer(event_type: str, body: Mapping[str, Any]) -> None:
-            self._watched[plural].add(ref_of(body))
-            observe(event_type, body)
-        return observer
+    def _kopf_listing(self, plural: str) -> None:
+        self._unswept.add(plural)
+        self._kopf_listed.set()
 
     def synced(self) -> bool:
         """Latched: once everything was loaded, a provider added later that references a new
@@ -233,29 +254,25 @@ class ProviderWatch:
             self._synced = self.listed.is_set() and self._objects.loaded()
         return self._synced
 
-    async def _list(self, plural: str) -> list[dict[str, Any]]:
-        paths = [f"/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}"
-                 for ns in self._settings.namespaces] or [f"/apis/{GROUP}/{VERSION}/{plural}"]
-        bodies: list[dict[str, Any]] = []
-        for path in paths:
-            bodies.extend((await self._kube.get(path)).get("items") or [])
-        return bodies
-
     async def list_once(self) -> int:
         """List every ChatProvider in scope (and every object of ``others``) and observe each;
         the number of providers listed."""
         listed: dict[str, list[dict[str, Any]]] = {}
-        for plural in [PLURAL, *self._others]:
+        for plural in self._plurals:
             self._listing = plural
-            listed[plural] = await self._list(plural)
-        observers = {PLURAL: self._observe, **self._others}
+            bodies: list[dict[str, Any]] = []
+            for path in self.inventory.collection_paths(plural):
+                bodies.extend((await self._kube.get(path)).get("items") or [])
+            listed[plural] = bodies
+        watched = self._watched or {}
         for plural, bodies in listed.items():
             for body in bodies:
                 # kopf's own list and watch run beside this list and may have delivered a newer
                 # version (or the deletion) already; an older listed copy must not overwrite it,
                 # and every later change comes through the watch anyway.
-                if ref_of(body) not in self._watched[plural]:
-                    observers[plural]("ADDED", body)
+                if ref_of(body) not in watched.get(plural, ()):
+                    self.inventory.deliver(plural, "ADDED", body)
+        self._watched = None
         self.listed.set()
         return len(listed[PLURAL])
 
@@ -276,6 +293,36 @@ class ProviderWatch:
             log.info("listed %d ChatProviders", count)
             return
 
+    async def _sweep_after_kopf_lists(self) -> None:
+        """After each of kopf's lists (its first, and each after a 410 Gone), once no listed
+        object has come for :data:`SWEEP_QUIET` seconds, forget what kopf did not list again
+        and is gone (:meth:`Inventory.sweep`). A sweep that fails is retried with back-off."""
+        delay = 1.0
+        while True:
+            await self._kopf_listed.wait()
+            while self._kopf_listed.is_set():  # until the listing events have stopped coming
+                self._kopf_listed.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SWEEP_QUIET):
+                        await self._kopf_listed.wait()
+            due, self._unswept = self._unswept, set()
+            failed: set[str] = set()
+            for plural in sorted(due):
+                try:
+                    await self.inventory.sweep(plural)
+                except (ApiError, OSError, TimeoutError) as exc:
+                    log.warning("could not check which %s still exist after the watch listed "
+                                "them again (%s); retrying in %.0f s", plural, exc, delay)
+                    failed.add(plural)
+            if not failed:
+                self.sweeps += 1
+                delay = 1.0
+                continue
+            self._unswept |= failed
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+            self._kopf_listed.set()
+
     async def run(self, stop: asyncio.Event, liveness_port: int | None = None) -> None:
         """List, then watch with kopf until ``stop``.
 
@@ -284,5 +331,13 @@ class ProviderWatch:
         applied after it started is often still unserved at its last change (Established comes
         before discovery and storage are ready), so that kopf would never watch it."""
         await self._list_until_done(stop)
-        if not stop.is_set():
+        if stop.is_set():
+            return
+        # Started before kopf: kopf waits, when it stops, for the tasks started after it.
+        sweeper = asyncio.create_task(self._sweep_after_kopf_lists(), name="watch sweeper")
+        try:
             await run_kopf(self._registry, self._settings, stop, liveness_port)
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
