@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from tests.unit.api.test_compaction import SPEC, STATUS
+from tests.unit.api.helpers import SPEC, STATUS
 
 from chatprovider.registry import view_from_body
 

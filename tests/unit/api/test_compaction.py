@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from tests.unit.api.helpers import SPEC, STATUS
 
 from chatprovider.api.compaction import compact
 from chatprovider.api.v1alpha1 import ChatProviderSpec, ChatProviderStatus
-
-SPEC: dict[str, Any] = {"endpoint": "http://vllm.ml:8000/v1", "serverType": "vllm",
-                        "apiKeySecretRef": {"name": "vllm-key"},
-                        "discovery": {"interval": "2m"}}
-STATUS: dict[str, Any] = {
-    "observedGeneration": 3,
-    "conditions": [{"type": "Ready", "status": "True", "reason": "Ready", "message": "ok",
-                    "lastTransitionTime": "2026-12-07T06:00:00Z", "observedGeneration": 3}],
-    "models": [{"id": "llama"}, {"id": "qwen"}],
-}
 
 
 def test_a_compacted_model_dumps_compares_and_copies_like_the_validated_one() -> None:
