@@ -209,6 +209,11 @@ class OperatorSettings(_Settings):
         70.0, commands=_BOTH, chart="watch.inactivityTimeoutSeconds", gt=0)
     """A ChatProvider watch that delivers nothing (not even a bookmark) for this long is
     presumed dead and re-established."""
+    watch_sweep_interval: float = setting(
+        300.0, commands=_BOTH, chart="watch.sweepIntervalSeconds", ge=1)
+    """How often the watched ChatProviders, ChatQuotas and ChatModels are listed (metadata only)
+    to forget any deleted while a watch was reconnecting: kopf announces no such deletion. A
+    sweep also runs after each list of kopf's that lists anything."""
 
     workers: int = setting(16, chart="operator.workers", ge=1, le=512)
     """How many providers are checked at the same time."""

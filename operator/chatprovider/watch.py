@@ -14,9 +14,9 @@ Other resources of the API group that a process needs to know before it serves (
 ChatQuotas) are passed as ``others``, a mapping of plural to observer: they are listed with the
 providers (so :meth:`ProviderWatch.synced` waits for them too) and watched by the same kopf.
 
-kopf announces no deletion that happened while a watch was gone (see
-:mod:`chatprovider.inventory`): after each of kopf's lists, once its events have settled, the
-watch sweeps what kopf did not list again.
+kopf announces no deletion that happened while a watch was gone: every event passes through
+an :class:`~chatprovider.inventory.Inventory`, and its :class:`~chatprovider.inventory.Sweeper`
+forgets what is gone after kopf's lists and every ``watch_sweep_interval``.
 """
 
 from __future__ import annotations
@@ -27,17 +27,16 @@ import logging
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any, cast
 
 import kopf
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
-from chatprovider.domain.routing import ProviderRef
-from chatprovider.inventory import Inventory, Observer
+from chatprovider.inventory import Inventory, Observer, Sweeper
 from chatprovider.kube.client import ApiError, KubeClient
 from chatprovider.kube.config import KubeConfig
 from chatprovider.kube.objects import ReferencedObjects
-from chatprovider.registry import ref_of
 from chatprovider.settings import OperatorSettings
 
 __all__ = ["KopfLogin", "NoDiffBase", "Observer", "ProviderWatch", "build_kopf_registry",
@@ -45,8 +44,6 @@ __all__ = ["KopfLogin", "NoDiffBase", "Observer", "ProviderWatch", "build_kopf_r
 
 log = logging.getLogger(__name__)
 
-#: How long kopf's listing events must have stopped before the sweep after a list runs.
-SWEEP_QUIET = 2.0
 
 
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None
@@ -222,30 +219,14 @@ class ProviderWatch:
         self._plurals = [PLURAL, *(others or {})]
         self.inventory = Inventory(kube, {PLURAL: observe, **(others or {})},
                                    settings.namespaces)
-        # What the watch delivered before list_once ended, by plural (an older listed copy must
-        # not win over it); None once the list is observed.
-        self._watched: dict[str, set[ProviderRef]] | None = {p: set() for p in self._plurals}
+        self.sweeper = Sweeper(self.inventory, self._plurals, settings.watch_sweep_interval)
         self._registry = build_kopf_registry(
-            self._delivery(PLURAL), config=config, liveness=liveness, settings=settings,
-            others={p: self._delivery(p) for p in self._plurals[1:]}, listing=self._kopf_listing)
+            partial(self.inventory.deliver, PLURAL), config=config, liveness=liveness,
+            settings=settings, listing=self.sweeper.listing,
+            others={p: partial(self.inventory.deliver, p) for p in self._plurals[1:]})
         self.listed = asyncio.Event()
         self._synced = False
         self._listing = PLURAL  # what list_once is listing (for its failure's message)
-        # The plurals kopf has listed since their last sweep, and a wake-up for the sweeper.
-        self._unswept: set[str] = set()
-        self._kopf_listed = asyncio.Event()
-        self.sweeps = 0  # sweeps done (tests wait on it)
-
-    def _delivery(self, plural: str) -> Observer:
-        def deliver(event_type: str, body: Mapping[str, Any]) -> None:
-            if self._watched is not None:
-                self._watched[plural].add(ref_of(body))
-            self.inventory.deliver(plural, event_type, body)
-        return deliver
-
-    def _kopf_listing(self, plural: str) -> None:
-        self._unswept.add(plural)
-        self._kopf_listed.set()
 
     def synced(self) -> bool:
         """Latched: once everything was loaded, a provider added later that references a new
@@ -256,7 +237,8 @@ class ProviderWatch:
 
     async def list_once(self) -> int:
         """List every ChatProvider in scope (and every object of ``others``) and observe each;
-        the number of providers listed."""
+        the number of providers listed. It runs before kopf starts (:meth:`run`), so nothing
+        newer can have been delivered yet."""
         listed: dict[str, list[dict[str, Any]]] = {}
         for plural in self._plurals:
             self._listing = plural
@@ -264,15 +246,9 @@ class ProviderWatch:
             for path in self.inventory.collection_paths(plural):
                 bodies.extend((await self._kube.get(path)).get("items") or [])
             listed[plural] = bodies
-        watched = self._watched or {}
         for plural, bodies in listed.items():
             for body in bodies:
-                # kopf's own list and watch run beside this list and may have delivered a newer
-                # version (or the deletion) already; an older listed copy must not overwrite it,
-                # and every later change comes through the watch anyway.
-                if ref_of(body) not in watched.get(plural, ()):
-                    self.inventory.deliver(plural, "ADDED", body)
-        self._watched = None
+                self.inventory.deliver(plural, "ADDED", body)
         self.listed.set()
         return len(listed[PLURAL])
 
@@ -293,36 +269,6 @@ class ProviderWatch:
             log.info("listed %d ChatProviders", count)
             return
 
-    async def _sweep_after_kopf_lists(self) -> None:
-        """After each of kopf's lists (its first, and each after a 410 Gone), once no listed
-        object has come for :data:`SWEEP_QUIET` seconds, forget what kopf did not list again
-        and is gone (:meth:`Inventory.sweep`). A sweep that fails is retried with back-off."""
-        delay = 1.0
-        while True:
-            await self._kopf_listed.wait()
-            while self._kopf_listed.is_set():  # until the listing events have stopped coming
-                self._kopf_listed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(SWEEP_QUIET):
-                        await self._kopf_listed.wait()
-            due, self._unswept = self._unswept, set()
-            failed: set[str] = set()
-            for plural in sorted(due):
-                try:
-                    await self.inventory.sweep(plural)
-                except (ApiError, OSError, TimeoutError) as exc:
-                    log.warning("could not check which %s still exist after the watch listed "
-                                "them again (%s); retrying in %.0f s", plural, exc, delay)
-                    failed.add(plural)
-            if not failed:
-                self.sweeps += 1
-                delay = 1.0
-                continue
-            self._unswept |= failed
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
-            self._kopf_listed.set()
-
     async def run(self, stop: asyncio.Event, liveness_port: int | None = None) -> None:
         """List, then watch with kopf until ``stop``.
 
@@ -334,7 +280,7 @@ class ProviderWatch:
         if stop.is_set():
             return
         # Started before kopf: kopf waits, when it stops, for the tasks started after it.
-        sweeper = asyncio.create_task(self._sweep_after_kopf_lists(), name="watch sweeper")
+        sweeper = asyncio.create_task(self.sweeper.run(), name="watch sweeper")
         try:
             await run_kopf(self._registry, self._settings, stop, liveness_port)
         finally:

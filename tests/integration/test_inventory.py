@@ -9,7 +9,6 @@ from typing import Any
 from tests.integration.kube.conftest import run
 
 from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
-from chatprovider.domain.routing import ProviderRef
 from chatprovider.inventory import Inventory
 from chatprovider.kube import KubeClient
 from chatprovider.kube.config import KubeConfig
@@ -27,21 +26,22 @@ def _provider(name: str) -> dict[str, Any]:
 
 def test_the_sweep_forgets_only_what_is_gone(kubeconfig, chatprovider_crd, namespace: str
                                              ) -> None:
-    events: list[tuple[str, str]] = []
+    events: list[tuple[str, str, str]] = []
 
     def observe(event_type: str, body: Mapping[str, Any]) -> None:
-        events.append((event_type, body["metadata"]["name"]))
+        events.append((event_type, body["metadata"]["name"], body["metadata"]["uid"]))
 
     async def main() -> None:
         other = f"{namespace}-other"
         async with KubeClient(KubeConfig.load(str(kubeconfig))) as kube:
             await kube.create("/api/v1/namespaces", {"metadata": {"name": other}})
+            here = await kube.create(_path(namespace), _provider("here"))
+            replaced = await kube.create(_path(namespace), _provider("replaced"))
+            unknown = await kube.create(_path(namespace), _provider("unknown"))  # never said
+            # Outside the inventory's scope, so absent from its list, as an object created
+            # after the list was taken would be; a GET finds it.
+            unlisted = await kube.create(_path(other), _provider("unlisted"))
             try:
-                here = await kube.create(_path(namespace), _provider("here"))
-                # Outside the inventory's scope, so absent from its list, as an object created
-                # after the list was taken would be; a GET finds it.
-                unlisted = await kube.create(_path(other), _provider("unlisted"))
-                replaced = await kube.create(_path(other), _provider("replaced"))
                 inventory = Inventory(kube, {PLURAL: observe}, namespaces=(namespace,))
                 inventory.deliver(PLURAL, "ADDED", here)
                 inventory.deliver(PLURAL, "ADDED", unlisted)
@@ -54,14 +54,21 @@ def test_the_sweep_forgets_only_what_is_gone(kubeconfig, chatprovider_crd, names
 
                 forgotten = await inventory.sweep(PLURAL)
 
-                assert sorted(forgotten) == [ProviderRef(namespace, "never-was"),
-                                             ProviderRef(other, "replaced")]
-                assert sorted(events) == [("DELETED", "never-was"), ("DELETED", "replaced")]
-                assert set(inventory.known(PLURAL)) == {ProviderRef(namespace, "here"),
-                                                        ProviderRef(other, "unlisted")}
+                new_uid = replaced["metadata"]["uid"]
+                assert forgotten == [(namespace, "never-was")]
+                assert sorted(events) == [("ADDED", "unknown", unknown["metadata"]["uid"]),
+                                          ("DELETED", "never-was", "u-1"),
+                                          ("MODIFIED", "replaced", new_uid)]
+                assert dict(inventory.known(PLURAL)) == {
+                    (namespace, "here"): here["metadata"]["uid"],
+                    (namespace, "replaced"): new_uid,
+                    (namespace, "unknown"): unknown["metadata"]["uid"],
+                    (other, "unlisted"): unlisted["metadata"]["uid"]}
+                events.clear()
                 assert await inventory.sweep(PLURAL) == []  # nothing more to forget
-            finally:
-                await kube.request("DELETE", f"/api/v1/namespaces/{other}")
+                assert events == []
+            finally:  # envtest reaps no namespace: its object goes by itself
+                await kube.request("DELETE", f"{_path(other)}/unlisted")
 
     run(main())
 

@@ -61,13 +61,47 @@ def _proxied_kubeconfig(plane: ControlPlane, proxy_url: str, path: Path) -> Path
     return path
 
 
+class Watched:
+    """A :class:`ProviderWatch` through the proxy, feeding a registry and a quota index."""
+
+    def __init__(self, config: KubeConfig, kube: KubeClient, settings: OperatorSettings) -> None:
+        self.registry, self.quotas = Registry(), QuotaIndex()
+        self.objects = ReferencedObjects(kube)
+        feed = Feed(self.registry, self.objects)
+
+        def observe(event_type: str, body: Mapping[str, Any]) -> None:
+            feed.observe(event_type, body)
+
+        self.watch = ProviderWatch(settings, config, kube, self.objects, observe,
+                                   liveness=lambda: len(self.registry),
+                                   others={QUOTA_PLURAL: self.quotas.observe})
+
+    def counts(self, namespace: str) -> tuple[int, int]:
+        return len(self.registry), len(self.quotas.in_namespace(namespace))
+
+
+async def _deleted_in_a_gap(proxy: WatchGapProxy, direct: KubeClient, namespace: str,
+                            providers: list[str], quotas: list[str]) -> None:
+    """End kopf's watches, delete while it is held back, then let it in with 410 Gone."""
+    async with proxy.gap(PLURAL), proxy.gap(QUOTA_PLURAL):
+        seen = {p: proxy.watches.get(p, 0) for p in (PLURAL, QUOTA_PLURAL)}
+        await eventually(
+            lambda: _true(all(proxy.watches.get(p, 0) > n for p, n in seen.items())),
+            "kopf watches again, and is held")
+        for name in providers:
+            await direct.request("DELETE", f"{_path(namespace, PLURAL)}/{name}")
+        for name in quotas:
+            await direct.request("DELETE", f"{_path(namespace, QUOTA_PLURAL)}/{name}")
+
+
+def _forgotten(caplog) -> list[str]:
+    return sorted(r.getMessage() for r in caplog.records if "was deleted while" in r.getMessage())
+
+
 def test_a_deletion_during_a_watch_gap_is_not_kept(control_plane: ControlPlane, kubeconfig,
                                                     chatprovider_crd, namespace: str,
                                                     tmp_path: Path, caplog) -> None:
-    registry, quotas = Registry(), QuotaIndex()
-
-    def observe_quota(event_type: str, body: Mapping[str, Any]) -> None:
-        quotas.observe(event_type, body)
+    """kopf's list after the 410 still finds an object of each kind: the sweep after it."""
 
     async def main() -> None:
         ctx = ssl.create_default_context(cafile=str(control_plane.creds.ca_cert))
@@ -79,58 +113,94 @@ def test_a_deletion_during_a_watch_gap_is_not_kept(control_plane: ControlPlane, 
                 await direct.create(_path(namespace, QUOTA_PLURAL), _quota(name))
             config = KubeConfig.load(str(_proxied_kubeconfig(
                 control_plane, proxy.url, tmp_path / "proxied")))
-            settings = OperatorSettings(namespaces=(namespace,))
+            # The periodic sweep is far off: what forgets is the sweep after kopf's list.
+            settings = OperatorSettings(namespaces=(namespace,), watch_sweep_interval=3600)
             async with KubeClient(config) as kube:
-                objects = ReferencedObjects(kube)
-                feed = Feed(registry, objects)
-
-                def observe(event_type: str, body: Mapping[str, Any]) -> None:
-                    feed.observe(event_type, body)
-
-                watch = ProviderWatch(settings, config, kube, objects, observe,
-                                      liveness=lambda: len(registry),
-                                      others={QUOTA_PLURAL: observe_quota})
+                w = Watched(config, kube, settings)
                 stop = asyncio.Event()
-                task = asyncio.create_task(watch.run(stop))
+                task = asyncio.create_task(w.watch.run(stop))
                 try:
-                    await eventually(
-                        lambda: _true(watch.sweeps >= 1 and len(registry) == 2
-                                      and len(quotas.in_namespace(namespace)) == 2),
-                        "the watch lists both providers and quotas, and sweeps once")
-                    async with proxy.gap(PLURAL), proxy.gap(QUOTA_PLURAL):
-                        seen = {p: proxy.watches.get(p, 0) for p in (PLURAL, QUOTA_PLURAL)}
-                        await eventually(
-                            lambda: _true(all(proxy.watches.get(p, 0) > n
-                                              for p, n in seen.items())),
-                            "kopf watches again, and is held")
-                        await direct.request("DELETE", f"{_path(namespace, PLURAL)}/goes")
-                        await direct.request("DELETE",
-                                             f"{_path(namespace, QUOTA_PLURAL)}/dropped")
-                    await eventually(
-                        lambda: _true(registry.get(ProviderRef(namespace, "goes")) is None
-                                      and len(quotas.in_namespace(namespace)) == 1),
-                        "the deleted provider and quota are forgotten")
+                    await eventually(lambda: _true(
+                        w.counts(namespace) == (2, 2) and w.watch.sweeper.sweeps >= 1
+                        and all(proxy.metadata_lists.get(p) for p in (PLURAL, QUOTA_PLURAL))),
+                        "the watch lists both providers and quotas, and sweeps both kinds")
+                    swept = dict(proxy.metadata_lists)
+                    await _deleted_in_a_gap(proxy, direct, namespace, ["goes"], ["dropped"])
+                    await eventually(lambda: _true(w.counts(namespace) == (1, 1)),
+                                     "the deleted provider and quota are forgotten")
+                    # one sweep of each kind after kopf's list (not one per listed object)
+                    assert {p: n - swept[p] for p, n in proxy.metadata_lists.items()} == {
+                        PLURAL: 1, QUOTA_PLURAL: 1}
                     assert proxy.gone_sent.get(PLURAL, 0) >= 1
                     assert proxy.gone_sent.get(QUOTA_PLURAL, 0) >= 1
-                    assert registry.get(ProviderRef(namespace, "stays")) is not None
-                    assert [q.name for q in quotas.in_namespace(namespace)] == ["kept"]
-                    assert set(watch.inventory.known(PLURAL)) == {ProviderRef(namespace,
-                                                                              "stays")}
+                    assert w.registry.get(ProviderRef(namespace, "stays")) is not None
+                    assert [q.name for q in w.quotas.in_namespace(namespace)] == ["kept"]
+                    assert set(w.watch.inventory.known(PLURAL)) == {(namespace, "stays")}
                 finally:
                     stop.set()
-                    async with asyncio.timeout(20):
-                        await task
-                await objects.close()
+                    try:
+                        async with asyncio.timeout(20):
+                            await task
+                    finally:
+                        await w.objects.close()
 
     with caplog.at_level(logging.INFO, logger="chatprovider.inventory"):
         run(main())
     # kopf itself said nothing of the deletions: the sweep did.
-    forgotten = [r.getMessage() for r in caplog.records if "was deleted while" in r.getMessage()]
-    assert sorted(forgotten) == [
+    assert _forgotten(caplog) == [
         f"chatproviders {namespace}/goes was deleted while the watch was reconnecting: "
         "forgetting it",
         f"chatquotas {namespace}/dropped was deleted while the watch was reconnecting: "
         "forgetting it"]
+
+
+def test_the_last_objects_deleted_during_a_gap_are_forgotten(
+        control_plane: ControlPlane, kubeconfig, chatprovider_crd, namespace: str,
+        tmp_path: Path, caplog) -> None:
+    """kopf's list after the 410 finds nothing, so no event says it listed: the periodic sweep
+    forgets them, and a sweep the API server refuses is retried (one warning)."""
+
+    async def main() -> None:
+        ctx = ssl.create_default_context(cafile=str(control_plane.creds.ca_cert))
+        async with WatchGapProxy(control_plane.server, ctx) as proxy, \
+                KubeClient(KubeConfig.load(str(kubeconfig))) as direct:
+            await direct.create(_path(namespace, PLURAL), _provider("only"))
+            await direct.create(_path(namespace, QUOTA_PLURAL), _quota("only"))
+            config = KubeConfig.load(str(_proxied_kubeconfig(
+                control_plane, proxy.url, tmp_path / "proxied")))
+            settings = OperatorSettings(namespaces=(namespace,), watch_sweep_interval=1.0)
+            async with KubeClient(config) as kube:
+                w = Watched(config, kube, settings)
+                stop = asyncio.Event()
+                task = asyncio.create_task(w.watch.run(stop))
+                try:
+                    await eventually(lambda: _true(w.watch.sweeper.sweeps >= 1
+                                                   and w.counts(namespace) == (1, 1)),
+                                     "the watch lists the provider and the quota, and sweeps")
+                    proxy.refuse_sweeps(QUOTA_PLURAL, 2)
+                    await _deleted_in_a_gap(proxy, direct, namespace, ["only"], ["only"])
+                    await eventually(lambda: _true(w.counts(namespace) == (0, 0)),
+                                     "the last provider and quota are forgotten")
+                    assert proxy.refused.get(QUOTA_PLURAL) == 2
+                finally:
+                    stop.set()
+                    try:
+                        async with asyncio.timeout(20):
+                            await task
+                    finally:
+                        await w.objects.close()
+
+    with caplog.at_level(logging.INFO):
+        run(main())
+    assert _forgotten(caplog) == [
+        f"chatproviders {namespace}/only was deleted while the watch was reconnecting: "
+        "forgetting it",
+        f"chatquotas {namespace}/only was deleted while the watch was reconnecting: "
+        "forgetting it"]
+    warnings = [r.getMessage() for r in caplog.records
+                if r.name == "chatprovider.inventory" and r.levelno == logging.WARNING]
+    assert warnings == ["could not list the chatquotas to forget deleted ones (503 "
+                        "ServiceUnavailable: staged by the test's proxy); retrying with back-off"]
 
 
 async def _true(value: bool) -> bool:

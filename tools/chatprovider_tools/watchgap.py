@@ -4,8 +4,9 @@ A watch whose resourceVersion the API server no longer keeps ends with an ERROR 
 410; kopf then lists again. Making a real API server do that takes minutes of churn, so this
 proxy stages it: :meth:`WatchGapProxy.gap` ends the watches of a plural that pass through it,
 holds the next ones back while the test changes things behind the watch's back, and, when the
-gap ends, answers the held watches with that 410 event. Everything else (kopf's lists, our
-client's requests) is passed through to the API server as it is, streaming.
+gap ends, answers the held watches with that 410 event. :meth:`WatchGapProxy.refuse_sweeps`
+answers the next metadata-only lists of a plural (the watch's sweeps) with 503. Everything else
+(kopf's lists, our client's requests) is passed through to the API server as it is, streaming.
 
 ::
 
@@ -37,6 +38,11 @@ _HOP = {"host", "connection", "keep-alive", "transfer-encoding", "content-length
         "content-encoding"}
 
 
+def _status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                              "message": message, "reason": reason, "code": code}, status=code)
+
+
 class WatchGapProxy:
     """Plain HTTP on a loopback port in front of ``server`` (https, verified with ``ssl``)."""
 
@@ -49,6 +55,9 @@ class WatchGapProxy:
         self._held: dict[str, asyncio.Event] = {}  # per plural: set when the gap ends
         self.watches: dict[str, int] = {}  # watch requests seen, per plural
         self.gone_sent: dict[str, int] = {}  # 410s answered, per plural
+        self._refusing: dict[str, int] = {}  # metadata lists still to refuse, per plural
+        self.refused: dict[str, int] = {}  # metadata lists refused, per plural
+        self.metadata_lists: dict[str, int] = {}  # metadata lists seen, per plural
 
     async def __aenter__(self) -> WatchGapProxy:
         self._session = aiohttp.ClientSession(
@@ -57,10 +66,8 @@ class WatchGapProxy:
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = f"http://127.0.0.1:{port}"
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -87,6 +94,10 @@ class WatchGapProxy:
             del self._held[plural]
             held.set()
 
+    def refuse_sweeps(self, plural: str, count: int) -> None:
+        """Answer the next ``count`` metadata-only lists of ``plural`` with 503."""
+        self._refusing[plural] = count
+
     @staticmethod
     def _watched_plural(request: web.Request) -> str | None:
         if request.method != "GET" or request.query.get("watch") not in ("true", "1"):
@@ -94,6 +105,13 @@ class WatchGapProxy:
         return request.path.rstrip("/").rsplit("/", 1)[-1]
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
+        listed = request.path.rstrip("/").rsplit("/", 1)[-1]
+        if "PartialObjectMetadataList" in request.headers.get("Accept", ""):
+            self.metadata_lists[listed] = self.metadata_lists.get(listed, 0) + 1
+            if self._refusing.get(listed, 0) > 0:
+                self._refusing[listed] -= 1
+                self.refused[listed] = self.refused.get(listed, 0) + 1
+                return _status(503, "ServiceUnavailable", "staged by the test's proxy")
         plural = self._watched_plural(request)
         if plural is not None:
             self.watches[plural] = self.watches.get(plural, 0) + 1
@@ -109,19 +127,26 @@ class WatchGapProxy:
         assert self._session is not None
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
         body = await request.read()
-        async with self._session.request(
-                request.method, self._server + request.path_qs, headers=headers,
-                data=body or None, ssl=self._ssl, allow_redirects=False) as upstream:
-            answer = web.StreamResponse(status=upstream.status, headers={
-                k: v for k, v in upstream.headers.items() if k.lower() not in _HOP})
-            await answer.prepare(request)
-            if plural is None:
-                await answer.write(await upstream.read())
-            else:
+        answer: web.StreamResponse | None = None
+        try:
+            async with self._session.request(
+                    request.method, self._server + request.path_qs, headers=headers,
+                    data=body or None, ssl=self._ssl, allow_redirects=False) as upstream:
+                if plural is None:  # whole, so that an upstream failure can still be answered
+                    return web.Response(status=upstream.status, body=await upstream.read(),
+                                        headers={k: v for k, v in upstream.headers.items()
+                                                 if k.lower() not in _HOP})
+                answer = web.StreamResponse(status=upstream.status, headers={
+                    k: v for k, v in upstream.headers.items() if k.lower() not in _HOP})
+                await answer.prepare(request)
                 await self._stream(upstream, answer, self._cut.setdefault(
                     plural, asyncio.Event()))
-            await answer.write_eof()
-            return answer
+                await answer.write_eof()
+                return answer
+        except aiohttp.ClientError as exc:  # a stale pooled connection, the server going away
+            if answer is None:
+                return _status(502, "BadGateway", f"the test's proxy: {type(exc).__name__}")
+            return answer  # the stream had begun: it ends, and the watcher watches again
 
     @staticmethod
     async def _stream(upstream: aiohttp.ClientResponse, answer: web.StreamResponse,

@@ -28,6 +28,8 @@
   value: {{ .Values.watch.clientTimeoutSeconds | toString | quote }}
 - name: CHATPROVIDER_WATCH_INACTIVITY_TIMEOUT
   value: {{ .Values.watch.inactivityTimeoutSeconds | toString | quote }}
+- name: CHATPROVIDER_WATCH_SWEEP_INTERVAL
+  value: {{ .Values.watch.sweepIntervalSeconds | toString | quote }}
 - name: CHATPROVIDER_WORKERS
   value: {{ .Values.operator.workers | int64 | toString | quote }}
 - name: CHATPROVIDER_JITTER
@@ -134,6 +136,8 @@
   value: {{ .Values.watch.clientTimeoutSeconds | toString | quote }}
 - name: CHATPROVIDER_WATCH_INACTIVITY_TIMEOUT
   value: {{ .Values.watch.inactivityTimeoutSeconds | toString | quote }}
+- name: CHATPROVIDER_WATCH_SWEEP_INTERVAL
+  value: {{ .Values.watch.sweepIntervalSeconds | toString | quote }}
 - name: CHATPROVIDER_REFRESH_ANNOTATION
   value: {{ .Values.operator.refreshAnnotation | quote }}
 - name: CHATPROVIDER_RELAY_HOST
