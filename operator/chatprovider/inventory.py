@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -58,11 +59,13 @@ def _uid(body: Mapping[str, Any]) -> str:
 
 class Inventory:
     """Events of each plural of ``observers`` go through :meth:`deliver`, which remembers the
-    uid of what exists; ``namespaces`` is the scope watched (empty: every namespace)."""
+    uid of what exists; ``namespaces`` is the scope watched (empty: every namespace).
+    ``settle``: how old (seconds) a listed object must be before a sweep reads one the watch
+    has not delivered (a younger one is most likely still on its way through the watch)."""
 
     def __init__(self, kube: KubeClient, observers: Mapping[str, Observer],
-                 namespaces: Sequence[str] = ()) -> None:
-        self._kube = kube
+                 namespaces: Sequence[str] = (), *, settle: float = 60.0) -> None:
+        self._kube, self._settle = kube, settle
         self._observers = dict(observers)
         self._namespaces = tuple(namespaces)
         self._known: dict[str, dict[Key, str]] = {p: {} for p in self._observers}
@@ -96,15 +99,22 @@ class Inventory:
         known, or known as an older object of the same name) as it is now; the objects
         forgotten. Raises what the API server raises."""
         listed: dict[Key, str] = {}
+        settled: set[Key] = set()  # created long enough ago for the watch to have said so
+        before = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self._settle)).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
         for path in self.collection_paths(plural):
-            items = (await self._kube.list_metadata(path)).get("items") or []
-            listed.update((_key_of(item), _uid(item)) for item in items)
+            for item in (await self._kube.list_metadata(path)).get("items") or []:
+                key = _key_of(item)
+                listed[key] = _uid(item)
+                if str((item.get("metadata") or {}).get("creationTimestamp", "")) < before:
+                    settled.add(key)
         known = self._known[plural]
-        # Known but not listed; or listed as another object of the same name, or not known at
-        # all: kopf handles each uid on its own, so the old object's last events can come after
-        # the new one's first, and leave the observers with the old object or with none.
+        # Known but not listed; or listed as another object of the same name, or (if settled)
+        # not known at all: kopf handles each uid on its own, so the old object's last events
+        # can come after the new one's first, and leave the observers with the old object or
+        # with none.
         doubtful = [(key, uid) for key, uid in known.items() if listed.get(key) != uid]
-        doubtful += [(key, "") for key in listed.keys() - known.keys()]
+        doubtful += [(key, "") for key in (listed.keys() & settled) - known.keys()]
         room = asyncio.Semaphore(_CONFIRMING)
 
         async def current(key: Key) -> Mapping[str, Any] | None:

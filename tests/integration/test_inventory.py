@@ -42,7 +42,10 @@ def test_the_sweep_forgets_only_what_is_gone(kubeconfig, chatprovider_crd, names
             # after the list was taken would be; a GET finds it.
             unlisted = await kube.create(_path(other), _provider("unlisted"))
             try:
-                inventory = Inventory(kube, {PLURAL: observe}, namespaces=(namespace,))
+                # settle=-5: even an object created this second counts as one the watch
+                # would have delivered by now
+                inventory = Inventory(kube, {PLURAL: observe}, namespaces=(namespace,),
+                                      settle=-5)
                 inventory.deliver(PLURAL, "ADDED", here)
                 inventory.deliver(PLURAL, "ADDED", unlisted)
                 # Known under an older uid: that object is gone, a new one has its name.
@@ -67,6 +70,10 @@ def test_the_sweep_forgets_only_what_is_gone(kubeconfig, chatprovider_crd, names
                 events.clear()
                 assert await inventory.sweep(PLURAL) == []  # nothing more to forget
                 assert events == []
+                # With the default settle (60 s), objects this young are left to the watch.
+                fresh = Inventory(kube, {PLURAL: observe}, namespaces=(namespace,))
+                assert await fresh.sweep(PLURAL) == []
+                assert events == [] and dict(fresh.known(PLURAL)) == {}
             finally:  # envtest reaps no namespace: its object goes by itself
                 await kube.request("DELETE", f"{_path(other)}/unlisted")
 

@@ -11,9 +11,10 @@ API server sends for a resourceVersion it no longer keeps."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def _proxied_kubeconfig(plane: ControlPlane, proxy_url: str, path: Path) -> Path
 class Watched:
     """A :class:`ProviderWatch` through the proxy, feeding a registry and a quota index."""
 
-    def __init__(self, config: KubeConfig, kube: KubeClient, settings: OperatorSettings) -> None:
+    def __init__(self, config: KubeConfig, kube: KubeClient, settings: OperatorSettings,
+                 proxy: WatchGapProxy, direct: KubeClient) -> None:
+        self.proxy, self.direct = proxy, direct
         self.registry, self.quotas = Registry(), QuotaIndex()
         self.objects = ReferencedObjects(kube)
         feed = Feed(self.registry, self.objects)
@@ -78,6 +81,37 @@ class Watched:
 
     def counts(self, namespace: str) -> tuple[int, int]:
         return len(self.registry), len(self.quotas.in_namespace(namespace))
+
+
+@contextlib.asynccontextmanager
+async def _watching(plane: ControlPlane, kubeconfig: Path, namespace: str, tmp_path: Path, *,
+                    providers: list[str], quotas: list[str], sweep_interval: float
+                    ) -> AsyncIterator[Watched]:
+    """``providers`` and ``quotas`` created, then watched through a :class:`WatchGapProxy`
+    until the block ends (a bounded stop)."""
+    ctx = ssl.create_default_context(cafile=str(plane.creds.ca_cert))
+    async with WatchGapProxy(plane.server, ctx) as proxy, \
+            KubeClient(KubeConfig.load(str(kubeconfig))) as direct:
+        for name in providers:
+            await direct.create(_path(namespace, PLURAL), _provider(name))
+        for name in quotas:
+            await direct.create(_path(namespace, QUOTA_PLURAL), _quota(name))
+        config = KubeConfig.load(str(_proxied_kubeconfig(plane, proxy.url,
+                                                         tmp_path / "proxied")))
+        settings = OperatorSettings(namespaces=(namespace,), watch_sweep_interval=sweep_interval)
+        async with KubeClient(config) as kube:
+            w = Watched(config, kube, settings, proxy, direct)
+            stop = asyncio.Event()
+            task = asyncio.create_task(w.watch.run(stop))
+            try:
+                yield w
+            finally:
+                stop.set()
+                try:
+                    async with asyncio.timeout(20):
+                        await task
+                finally:
+                    await w.objects.close()
 
 
 async def _deleted_in_a_gap(proxy: WatchGapProxy, direct: KubeClient, namespace: str,
@@ -104,45 +138,27 @@ def test_a_deletion_during_a_watch_gap_is_not_kept(control_plane: ControlPlane, 
     """kopf's list after the 410 still finds an object of each kind: the sweep after it."""
 
     async def main() -> None:
-        ctx = ssl.create_default_context(cafile=str(control_plane.creds.ca_cert))
-        async with WatchGapProxy(control_plane.server, ctx) as proxy, \
-                KubeClient(KubeConfig.load(str(kubeconfig))) as direct:
-            for name in ("stays", "goes"):
-                await direct.create(_path(namespace, PLURAL), _provider(name))
-            for name in ("kept", "dropped"):
-                await direct.create(_path(namespace, QUOTA_PLURAL), _quota(name))
-            config = KubeConfig.load(str(_proxied_kubeconfig(
-                control_plane, proxy.url, tmp_path / "proxied")))
-            # The periodic sweep is far off: what forgets is the sweep after kopf's list.
-            settings = OperatorSettings(namespaces=(namespace,), watch_sweep_interval=3600)
-            async with KubeClient(config) as kube:
-                w = Watched(config, kube, settings)
-                stop = asyncio.Event()
-                task = asyncio.create_task(w.watch.run(stop))
-                try:
-                    await eventually(lambda: _true(
-                        w.counts(namespace) == (2, 2) and w.watch.sweeper.sweeps >= 1
-                        and all(proxy.metadata_lists.get(p) for p in (PLURAL, QUOTA_PLURAL))),
-                        "the watch lists both providers and quotas, and sweeps both kinds")
-                    swept = dict(proxy.metadata_lists)
-                    await _deleted_in_a_gap(proxy, direct, namespace, ["goes"], ["dropped"])
-                    await eventually(lambda: _true(w.counts(namespace) == (1, 1)),
-                                     "the deleted provider and quota are forgotten")
-                    # one sweep of each kind after kopf's list (not one per listed object)
-                    assert {p: n - swept[p] for p, n in proxy.metadata_lists.items()} == {
-                        PLURAL: 1, QUOTA_PLURAL: 1}
-                    assert proxy.gone_sent.get(PLURAL, 0) >= 1
-                    assert proxy.gone_sent.get(QUOTA_PLURAL, 0) >= 1
-                    assert w.registry.get(ProviderRef(namespace, "stays")) is not None
-                    assert [q.name for q in w.quotas.in_namespace(namespace)] == ["kept"]
-                    assert set(w.watch.inventory.known(PLURAL)) == {(namespace, "stays")}
-                finally:
-                    stop.set()
-                    try:
-                        async with asyncio.timeout(20):
-                            await task
-                    finally:
-                        await w.objects.close()
+        # The periodic sweep is far off: what forgets is the sweep after kopf's list.
+        async with _watching(control_plane, kubeconfig, namespace, tmp_path,
+                             providers=["stays", "goes"], quotas=["kept", "dropped"],
+                             sweep_interval=3600) as w:
+            proxy = w.proxy
+            await eventually(lambda: _true(
+                w.counts(namespace) == (2, 2) and w.watch.sweeper.sweeps >= 1
+                and all(proxy.metadata_lists.get(p) for p in (PLURAL, QUOTA_PLURAL))),
+                "the watch lists both providers and quotas, and sweeps both kinds")
+            swept = dict(proxy.metadata_lists)
+            await _deleted_in_a_gap(proxy, w.direct, namespace, ["goes"], ["dropped"])
+            await eventually(lambda: _true(w.counts(namespace) == (1, 1)),
+                             "the deleted provider and quota are forgotten")
+            # one sweep of each kind after kopf's list (not one per listed object)
+            assert {p: n - swept[p] for p, n in proxy.metadata_lists.items()} == {
+                PLURAL: 1, QUOTA_PLURAL: 1}
+            assert proxy.gone_sent.get(PLURAL, 0) >= 1
+            assert proxy.gone_sent.get(QUOTA_PLURAL, 0) >= 1
+            assert w.registry.get(ProviderRef(namespace, "stays")) is not None
+            assert [q.name for q in w.quotas.in_namespace(namespace)] == ["kept"]
+            assert set(w.watch.inventory.known(PLURAL)) == {(namespace, "stays")}
 
     with caplog.at_level(logging.INFO, logger="chatprovider.inventory"):
         run(main())
@@ -161,34 +177,16 @@ def test_the_last_objects_deleted_during_a_gap_are_forgotten(
     forgets them, and a sweep the API server refuses is retried (one warning)."""
 
     async def main() -> None:
-        ctx = ssl.create_default_context(cafile=str(control_plane.creds.ca_cert))
-        async with WatchGapProxy(control_plane.server, ctx) as proxy, \
-                KubeClient(KubeConfig.load(str(kubeconfig))) as direct:
-            await direct.create(_path(namespace, PLURAL), _provider("only"))
-            await direct.create(_path(namespace, QUOTA_PLURAL), _quota("only"))
-            config = KubeConfig.load(str(_proxied_kubeconfig(
-                control_plane, proxy.url, tmp_path / "proxied")))
-            settings = OperatorSettings(namespaces=(namespace,), watch_sweep_interval=1.0)
-            async with KubeClient(config) as kube:
-                w = Watched(config, kube, settings)
-                stop = asyncio.Event()
-                task = asyncio.create_task(w.watch.run(stop))
-                try:
-                    await eventually(lambda: _true(w.watch.sweeper.sweeps >= 1
-                                                   and w.counts(namespace) == (1, 1)),
-                                     "the watch lists the provider and the quota, and sweeps")
-                    proxy.refuse_sweeps(QUOTA_PLURAL, 2)
-                    await _deleted_in_a_gap(proxy, direct, namespace, ["only"], ["only"])
-                    await eventually(lambda: _true(w.counts(namespace) == (0, 0)),
-                                     "the last provider and quota are forgotten")
-                    assert proxy.refused.get(QUOTA_PLURAL) == 2
-                finally:
-                    stop.set()
-                    try:
-                        async with asyncio.timeout(20):
-                            await task
-                    finally:
-                        await w.objects.close()
+        async with _watching(control_plane, kubeconfig, namespace, tmp_path,
+                             providers=["only"], quotas=["only"], sweep_interval=1.0) as w:
+            await eventually(lambda: _true(w.watch.sweeper.sweeps >= 1
+                                           and w.counts(namespace) == (1, 1)),
+                             "the watch lists the provider and the quota, and sweeps")
+            w.proxy.refuse_sweeps(QUOTA_PLURAL, 2)
+            await _deleted_in_a_gap(w.proxy, w.direct, namespace, ["only"], ["only"])
+            await eventually(lambda: _true(w.counts(namespace) == (0, 0)),
+                             "the last provider and quota are forgotten")
+            assert w.proxy.refused.get(QUOTA_PLURAL) == 2
 
     with caplog.at_level(logging.INFO):
         run(main())
