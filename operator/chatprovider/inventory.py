@@ -10,7 +10,9 @@ would still send its key to its endpoint at every check, until a restart.
 :class:`Inventory` keeps, for each kind watched, the uid of every object its observer was told
 about. :meth:`Inventory.sweep` lists the kind's objects (metadata only) and forgets, with a
 DELETED event to the observer, each known object that is not there, once a GET confirms that
-it is gone (the list may be older than an object the watch delivered since).
+it is gone (the list may be older than an object the watch delivered since); and it hands over,
+as it is now, each listed object the observer does not hold as listed (a name known under an
+older uid, or, a minute after its creation, not known at all).
 
 :class:`Sweeper` decides when: after each of kopf's lists that lists anything, once its events
 have stopped for :data:`SWEEP_QUIET` seconds, and every ``interval`` since every kind was last
