@@ -45,7 +45,6 @@ __all__ = ["KopfLogin", "NoDiffBase", "Observer", "ProviderWatch", "build_kopf_r
 log = logging.getLogger(__name__)
 
 
-
 def configure_kopf(settings: kopf.OperatorSettings, ours: OperatorSettings | None = None
                    ) -> None:
     """kopf settings shared by the operator and the standalone relay (watch timeouts from
@@ -138,20 +137,14 @@ def build_kopf_registry(observe: Observer, *, config: KubeConfig, liveness: Call
     async def _login(**_: Any) -> kopf.ConnectionInfo:
         return await login()
 
-    @kopf.on.event(GROUP, VERSION, PLURAL, registry=registry)
-    async def _on_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        if type is None:
-            listing(PLURAL)
-        observe(type or "ADDED", body)
-
-    for plural, observer in (others or {}).items():
-        async def _on_other(type: str | None, body: kopf.Body, _observer: Observer = observer,
+    for plural, observer in {PLURAL: observe, **(others or {})}.items():
+        async def _on_event(type: str | None, body: kopf.Body, _observer: Observer = observer,
                             _plural: str = plural, **_: Any) -> None:
             if type is None:
                 listing(_plural)
             _observer(type or "ADDED", body)
 
-        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-events")(_on_other)
+        kopf.on.event(GROUP, VERSION, plural, registry=registry, id=f"{plural}-events")(_on_event)
 
     @kopf.on.probe(id="providers", registry=registry)
     async def _providers(**_: Any) -> int:
