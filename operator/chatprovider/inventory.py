@@ -126,19 +126,18 @@ class Inventory:
         bodies = await asyncio.gather(*(current(key) for key, _ in doubtful))
         forgotten: list[Key] = []
         for (key, uid), body in zip(doubtful, bodies, strict=True):
-            if known.get(key, "") != uid or (body is not None and _uid(body) == uid) or (
-                    body is None and not uid):
-                continue  # the watch said something newer meanwhile; or nothing is amiss
-            if body is not None:
+            if known.get(key, "") != uid:
+                continue  # the watch said something newer meanwhile
+            if body is None and uid:
+                log.info("%s %s/%s was deleted while the watch was reconnecting: forgetting it",
+                         plural, *key)
+                self.deliver(plural, "DELETED", {"metadata": {
+                    "namespace": key[0], "name": key[1], "uid": uid}})
+                forgotten.append(key)
+            elif body is not None and _uid(body) != uid:
                 log.info("%s %s/%s is not the object the watch last said: taking it as it is "
                          "now", plural, *key)
-                self.deliver(plural, "ADDED" if not uid else "MODIFIED", body)
-                continue
-            log.info("%s %s/%s was deleted while the watch was reconnecting: forgetting it",
-                     plural, *key)
-            self.deliver(plural, "DELETED", {"metadata": {
-                "namespace": key[0], "name": key[1], "uid": uid}})
-            forgotten.append(key)
+                self.deliver(plural, "MODIFIED" if uid else "ADDED", body)
         return forgotten
 
     async def _get(self, plural: str, key: Key) -> Mapping[str, Any] | None:
@@ -183,8 +182,8 @@ class Sweeper:
         failure of a run of them is a warning, the rest DEBUG, the recovery INFO."""
         loop = asyncio.get_running_loop()
         full_at = loop.time() + self._interval
-        retry: set[str] = set()
-        retry_at, delay, failing = math.inf, 1.0, False
+        retry: set[str] = set()  # kinds whose last sweep failed
+        retry_at, delay = math.inf, 1.0
         while True:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout_at(min(full_at, retry_at)):
@@ -198,19 +197,18 @@ class Sweeper:
                 due |= retry
             if not due:
                 continue
+            failing = bool(retry)
             failed = {plural for plural in sorted(due) if not await self._sweep(plural, failing)}
             if full:
                 full_at = loop.time() + self._interval
             retry = (retry - due) | failed
             if failed:
-                failing = True
                 retry_at, delay = loop.time() + delay, min(delay * 2, 30.0)
                 continue
             self.sweeps += 1
-            if not retry:
-                if failing:
-                    log.info("the watched objects are swept again")
-                retry_at, delay, failing = math.inf, 1.0, False
+            if failing and not retry:
+                log.info("the watched objects are swept again")
+                retry_at, delay = math.inf, 1.0
 
     async def _sweep(self, plural: str, failing: bool) -> bool:
         try:
