@@ -98,21 +98,16 @@ class WatchGapProxy:
         """Answer the next ``count`` metadata-only lists of ``plural`` with 503."""
         self._refusing[plural] = count
 
-    @staticmethod
-    def _watched_plural(request: web.Request) -> str | None:
-        if request.method != "GET" or request.query.get("watch") not in ("true", "1"):
-            return None
-        return request.path.rstrip("/").rsplit("/", 1)[-1]
-
     async def _forward(self, request: web.Request) -> web.StreamResponse:
-        listed = request.path.rstrip("/").rsplit("/", 1)[-1]
+        last = request.path.rstrip("/").rsplit("/", 1)[-1]  # the plural, for a collection
         if "PartialObjectMetadataList" in request.headers.get("Accept", ""):
-            self.metadata_lists[listed] = self.metadata_lists.get(listed, 0) + 1
-            if self._refusing.get(listed, 0) > 0:
-                self._refusing[listed] -= 1
-                self.refused[listed] = self.refused.get(listed, 0) + 1
+            self.metadata_lists[last] = self.metadata_lists.get(last, 0) + 1
+            if self._refusing.get(last, 0) > 0:
+                self._refusing[last] -= 1
+                self.refused[last] = self.refused.get(last, 0) + 1
                 return _status(503, "ServiceUnavailable", "staged by the test's proxy")
-        plural = self._watched_plural(request)
+        watching = request.method == "GET" and request.query.get("watch") in ("true", "1")
+        plural = last if watching else None
         if plural is not None:
             self.watches[plural] = self.watches.get(plural, 0) + 1
             if (held := self._held.get(plural)) is not None:
