@@ -13,7 +13,8 @@ one reply), and a settlement lets its caller go on as soon as it is written (see
 :meth:`~chatprovider.counters.store.CounterStore.settle`). Every call is bounded by
 ``timeout``; a refused, lost or silent connection, a server still loading its data or a
 read-only replica become :class:`~chatprovider.counters.store.CounterStoreUnavailable`. A lost
-connection is retried once on a fresh one (the pool's connections die when Redis restarts), and
+connection that fails before a script is written whole is retried once on a fresh one (the pool's
+connections die when Redis restarts), never one that was written (Redis may have run it), and
 the scripts are loaded again when a restarted server no longer has them.
 """
 
@@ -122,30 +123,41 @@ class RedisCounterStore:
         """``script`` (EVALSHA) on a connection of the pool, straight on the connection rather
         than through the client's per-command machinery (the relay's hot path); ``sent``
         resolved once the script is written: Redis runs it before any command that reaches it
-        later, on any connection. A connection that fails is replaced once, as the client's
-        own retry does; a server that lost the script gets it again through ``Script`` (which
-        loads it)."""
+        later, on any connection.
+
+        A connection that fails while the script is written is replaced once (the pool's
+        connections die when Redis restarts): Redis never runs a command it did not receive
+        whole. Once written, the script is never sent again, whatever happens to its reply: a
+        reply that times out or a connection lost after the write leave Redis free to have run
+        it, and a settlement run twice would refund twice. A server that answers NOSCRIPT did
+        not run it: the script is loaded, and sent again."""
         pool = self._redis.connection_pool
-        for attempt in (1, 2):
+        rewritten = reloaded = False
+        while True:
             conn = await pool.get_connection()  # type: ignore[no-untyped-call]
             clean = False
             try:
-                await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                try:
+                    await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+                except _UNAVAILABLE:
+                    if rewritten:
+                        raise
+                    rewritten = True
+                    continue
                 mark_sent(sent)
                 reply = await conn.read_response()
                 clean = True
                 return reply
             except redis_errors.NoScriptError:
                 clean = True
-                break
-            except _UNAVAILABLE:
-                if attempt == 2:
+                if reloaded:
                     raise
+                reloaded = True
             finally:
                 if not clean:
                     await conn.disconnect(nowait=True)
                 await pool.release(conn)
-        return await script(keys=keys, args=args)
+            await self._redis.script_load(script.script)
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:

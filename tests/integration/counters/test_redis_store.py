@@ -295,6 +295,77 @@ def test_a_frozen_redis_times_out_instead_of_hanging(own_redis_server: RedisServ
     asyncio.run(scenario())
 
 
+class LateReplies:
+    """A loopback TCP relay in front of Redis: after :meth:`delay`, the replies on the
+    connections open then reach the client ``seconds`` late (a stalled or congested client);
+    connections opened later are served at once, and commands always go straight through."""
+
+    def __init__(self, port: int) -> None:
+        self._target = port
+        self._open: set[asyncio.StreamWriter] = set()
+        self._late: set[asyncio.StreamWriter] = set()
+        self._pipes: set[asyncio.Task[None]] = set()
+        self._seconds = 0.0
+
+    async def __aenter__(self) -> LateReplies:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._server.close()
+        for pipe in self._pipes:
+            pipe.cancel()
+        await asyncio.gather(*self._pipes, return_exceptions=True)
+        for writer in self._open:
+            writer.close()
+        async with asyncio.timeout(5):
+            await self._server.wait_closed()
+
+    def delay(self, seconds: float) -> None:
+        self._seconds, self._late = seconds, set(self._open)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
+        self._open.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, late: bool) -> None:
+            while data := await src.read(65536):
+                if late and writer in self._late:
+                    await asyncio.sleep(self._seconds)
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        pipes = {asyncio.create_task(pipe(reader, up_writer, False)),
+                 asyncio.create_task(pipe(up_reader, writer, True))}
+        self._pipes |= pipes
+        await asyncio.gather(*pipes, return_exceptions=True)
+
+
+def test_a_settlement_whose_reply_times_out_is_applied_once(redis_server: RedisServer) -> None:
+    """A settlement's reply comes after the store's timeout (a relay stalled on a busy node),
+    but Redis ran the script: sent again, the refund would be applied twice, and the quota
+    would admit more than its limit."""
+    key = f"q|once-{uuid.uuid4().hex[:6]}|tokens"
+
+    async def scenario() -> None:
+        async with LateReplies(redis_server.port) as link:
+            store = RedisCounterStore(link.url, timeout=0.2)
+            try:
+                now = time.time()
+                assert (await store.reserve([Charge(key, 300, 10_000, now + 60)], now)).admitted
+                await store.settle([Adjustment(key, 0, now + 60)], now)  # the script is loaded
+                link.delay(1.0)
+                with pytest.raises(CounterStoreUnavailable, match="settle: TimeoutError"):
+                    await store.settle([Adjustment(key, -92, now + 60)], now)
+            finally:
+                await store.aclose()
+
+    asyncio.run(scenario())
+    assert Redis.from_url(redis_server.url).get(DEFAULT_PREFIX + key) == b"208"
+
+
 def test_killed_under_load_no_request_hangs_and_counting_resumes(
         own_redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
     limits = applicable_limits([quota(limits={"tokensPerMinute": 10**9})], ALICE, PROVIDER, {})

@@ -31,6 +31,10 @@ CALLERS = 50
 #: no settlement exceeds its reservation and the limit bounds what is charged. The same prompt
 #: every time: llama-server reuses its cache, and the race is bounded by generation alone.
 PROMPT = "hello world " * 100
+#: Three relays, 50 callers and the model share this machine's cores: a relay can stall past
+#: the default 0.5 s store timeout, and a reservation that times out is refused (503), which
+#: is not what these tests measure (tests/integration/counters covers time-outs).
+RELAY_FLAGS = ("--quota-store-timeout=5",)
 
 
 def _governed(setup: QuotaSetup, relays, header: str, value: str) -> list[dict]:
@@ -78,7 +82,7 @@ async def _race(setup: QuotaSetup, relays, body: dict, *, until_refused: bool
 def test_fifty_callers_on_three_relays_never_pass_a_token_limit(
         quota_setup: QuotaSetup, limit_field: str, window: str, code: str) -> None:
     s = quota_setup
-    relays = [s.relay() for _ in range(3)]
+    relays = [s.relay(*RELAY_FLAGS) for _ in range(3)]
     name = unique("tokens")
     limit = 10_000
     if window == "minute":
@@ -116,7 +120,7 @@ def test_fifty_callers_on_three_relays_never_pass_a_token_limit(
 def test_fifty_callers_on_three_relays_get_exactly_the_requests_a_minute_allows(
         quota_setup: QuotaSetup) -> None:
     s = quota_setup
-    relays = [s.relay() for _ in range(3)]
+    relays = [s.relay(*RELAY_FLAGS) for _ in range(3)]
     name = unique("rpm")
     wait_for_room_in_minute(25)  # the race takes a few seconds
     s.apply_quota(name, {"requestsPerMinute": 37 + len(relays)})
