@@ -4,7 +4,7 @@ watch's sweep forgets it, so that the relay stops routing to a deleted provider 
 operator stops sending its key to its endpoint.
 
 The gap is staged by a loopback proxy in front of the API server
-(:class:`chatprovider_tools.watchgap.WatchGapProxy`): it ends kopf's watch, holds the
+(:class:`chatprovider_tools.apiproxy.ApiServerProxy`): it ends kopf's watch, holds the
 reconnection while the test deletes objects, then answers it with the 410 ERROR event a real
 API server sends for a resourceVersion it no longer keeps."""
 
@@ -32,8 +32,8 @@ from chatprovider.quotas import QuotaIndex
 from chatprovider.registry import Registry
 from chatprovider.settings import OperatorSettings
 from chatprovider.watch import ProviderWatch
+from chatprovider_tools.apiproxy import ApiServerProxy
 from chatprovider_tools.controlplane import ControlPlane
-from chatprovider_tools.watchgap import WatchGapProxy
 
 
 def _path(namespace: str, plural: str) -> str:
@@ -66,7 +66,7 @@ class Watched:
     """A :class:`ProviderWatch` through the proxy, feeding a registry and a quota index."""
 
     def __init__(self, config: KubeConfig, kube: KubeClient, settings: OperatorSettings,
-                 proxy: WatchGapProxy, direct: KubeClient) -> None:
+                 proxy: ApiServerProxy, direct: KubeClient) -> None:
         self.proxy, self.direct = proxy, direct
         self.registry, self.quotas = Registry(), QuotaIndex()
         self.objects = ReferencedObjects(kube)
@@ -87,10 +87,10 @@ class Watched:
 async def _watching(plane: ControlPlane, kubeconfig: Path, namespace: str, tmp_path: Path, *,
                     providers: list[str], quotas: list[str], sweep_interval: float
                     ) -> AsyncIterator[Watched]:
-    """``providers`` and ``quotas`` created, then watched through a :class:`WatchGapProxy`
+    """``providers`` and ``quotas`` created, then watched through a :class:`ApiServerProxy`
     until the block ends (a bounded stop)."""
     ctx = ssl.create_default_context(cafile=str(plane.creds.ca_cert))
-    async with WatchGapProxy(plane.server, ctx) as proxy, \
+    async with ApiServerProxy(plane.server, ctx) as proxy, \
             KubeClient(KubeConfig.load(str(kubeconfig))) as direct:
         for name in providers:
             await direct.create(_path(namespace, PLURAL), _provider(name))
@@ -114,7 +114,7 @@ async def _watching(plane: ControlPlane, kubeconfig: Path, namespace: str, tmp_p
                     await w.objects.close()
 
 
-async def _deleted_in_a_gap(proxy: WatchGapProxy, direct: KubeClient, namespace: str,
+async def _deleted_in_a_gap(proxy: ApiServerProxy, direct: KubeClient, namespace: str,
                             providers: list[str], quotas: list[str]) -> None:
     """End kopf's watches, delete while it is held back, then let it in with 410 Gone."""
     async with proxy.gap(PLURAL), proxy.gap(QUOTA_PLURAL):

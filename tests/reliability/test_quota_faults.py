@@ -216,7 +216,7 @@ def test_a_fresh_relay_is_ready_only_once_it_has_listed_the_quotas(secured_clust
     ns, providers = _new_namespace(cluster)
     creds = cluster.plane.creds
     proxy = HoldingApiProxy(cluster.plane.server, creds.ca_cert, creds.serving_cert,
-                            creds.serving_key, held=("quotas",))
+                            creds.serving_key, held=("chatquotas",))
     kc = write_kubeconfig(tmp_path / "relay-via-proxy", proxy.server, creds.ca_cert,
                           _relay_token(cluster), "relay")
     relay = ChatproviderProcess(kc, tmp_path / "relay.log", command="relay")
@@ -234,10 +234,10 @@ def test_a_fresh_relay_is_ready_only_once_it_has_listed_the_quotas(secured_clust
                           "subjects": [{"kind": "Group", "name": "system:unauthenticated"}],
                           "limits": {"requestsPerMinute": 0}}})
             relay.start(wait_ready=False)
-            wait_for(lambda: proxy.held("quotas") >= 1, timeout=30,
+            wait_for(lambda: proxy.held("chatquotas") >= 1, timeout=30,
                      what="the relay's LIST of ChatQuotas")
             assert _readyz(relay) == 503
-            proxy.release("quotas")
+            proxy.release("chatquotas")
             wait_for(lambda: _readyz(relay) == 200, timeout=30, what="ready after the list")
             first = _chat(relay.url, f"{ns}/shared/m")
             assert first.status_code == 429, first.text

@@ -52,7 +52,7 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
     ns, providers = _new_namespace(cluster)
     creds = cluster.plane.creds
     proxy = HoldingApiProxy(cluster.plane.server, creds.ca_cert, creds.serving_cert,
-                            creds.serving_key, held=("providers",))
+                            creds.serving_key, held=("chatproviders",))
     kc = write_kubeconfig(tmp_path / "relay-via-proxy", proxy.server, creds.ca_cert,
                           _relay_token(cluster), "relay")
     relays: list[ChatproviderProcess] = []
@@ -71,7 +71,7 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
             relay = ChatproviderProcess(kc, tmp_path / "relay-1.log", command="relay")
             relays.append(relay)
             relay.start(wait_ready=False)
-            wait_for(lambda: proxy.held("providers") >= 1, timeout=30,
+            wait_for(lambda: proxy.held("chatproviders") >= 1, timeout=30,
                      what="the relay's LIST of providers")
             _force_ready(providers, "late")  # after the held list was answered
             assert httpx.get(f"{relay.url}/healthz", timeout=5).status_code == 200
@@ -80,7 +80,7 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
 
             # 2. The (stale) list delivered: ready, and the watch that follows brings what
             # changed since (late becomes routable).
-            proxy.release("providers")
+            proxy.release("chatproviders")
             wait_for(lambda: _readyz(relay) == 200, timeout=30, what="ready after the list")
             seen.append("list delivered: 200")
             wait_for(lambda: _chat(relay.url, f"{ns}/late/m").status_code == 200, timeout=30,

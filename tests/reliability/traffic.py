@@ -10,8 +10,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-from aiohttp import web
+from chatprovider_tools.apiproxy import ApiServerProxy
 
 from .harness import LoopThread
 
@@ -118,110 +117,39 @@ class Balancer:
 
 
 # -- an API server proxy that holds requests ---------------------------------------------------
-_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade",
-        "proxy-authorization", "proxy-authenticate", "host"}
-
-
-def _kind(request: web.Request) -> str | None:
-    """``providers`` for the process's own LIST of ChatProviders (kopf's list and watch, which
-    run beside it, pass), ``quotas`` for its own LIST of ChatQuotas, ``secrets`` for a LIST of
-    Secrets (how a referenced Secret is read before it is watched)."""
-    if request.method != "GET" or request.query.get("watch") in ("1", "true"):
-        return None
-    ours = not request.headers.get("User-Agent", "").startswith("kopf/")
-    if request.path.endswith("/chatproviders") and ours:
-        return "providers"
-    if request.path.endswith("/chatquotas") and ours:
-        return "quotas"
-    if request.path.endswith("/secrets"):
-        return "secrets"
-    return None
-
-
 class HoldingApiProxy:
-    """An HTTPS reverse proxy in front of the API server (serving the API server's own
-    certificate, so a kubeconfig with the plane's CA trusts it). The answer to a LIST of
-    ChatProviders (the process's own) or of Secrets is held while its kind is held
-    (:meth:`hold`, :meth:`release`) and counted in ``waiting``: it is fetched at once and
-    delivered on release, so it is as stale as a slow answer would be. Everything else, watches
-    included, passes through as a stream."""
+    """:class:`~chatprovider_tools.apiproxy.ApiServerProxy` over HTTPS (the API server's own
+    certificate, so a kubeconfig with the plane's CA trusts it), on a loop of its own for
+    tests that drive it synchronously. The answers to LISTs of the ``held`` plurals (by
+    clients other than kopf) are held until :meth:`release`."""
 
     def __init__(self, upstream: str, ca_cert: Path, serving_cert: Path, serving_key: Path,
-                 held: tuple[str, ...] = ("providers", "secrets")) -> None:
-        self.upstream = upstream
+                 held: tuple[str, ...] = ()) -> None:
+        serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        serving.load_cert_chain(str(serving_cert), str(serving_key))
         self._lt = LoopThread("api-proxy")
-        self.waiting: collections.Counter[str] = collections.Counter()
-        self._gates: dict[str, asyncio.Event] = self._lt.run(self._make_gates())
-        for kind in held:
-            self.hold(kind)
-        self._client_ssl = ssl.create_default_context(cafile=str(ca_cert))
-        server_ssl = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server_ssl.load_cert_chain(str(serving_cert), str(serving_key))
-        self._session: aiohttp.ClientSession = self._lt.run(self._make_session())
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
-                                   shutdown_timeout=1.0)
-        self._lt.run(self._runner.setup())
-        self._lt.run(web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=server_ssl).start())
-        self.port = int(self._runner.addresses[0][1])
+        self._proxy = ApiServerProxy(upstream, ssl.create_default_context(cafile=str(ca_cert)),
+                                     serving)
+        self._lt.run(self._proxy.__aenter__())
+        for plural in held:
+            self.hold(plural)
 
     @property
     def server(self) -> str:
-        return f"https://127.0.0.1:{self.port}"
+        return self._proxy.url
 
-    async def _make_gates(self) -> dict[str, asyncio.Event]:
-        gates = {"providers": asyncio.Event(), "quotas": asyncio.Event(),
-                 "secrets": asyncio.Event()}
-        for gate in gates.values():
-            gate.set()
-        return gates
+    def hold(self, plural: str) -> None:
+        self._lt.call(lambda: self._proxy.hold(plural))
 
-    async def _make_session(self) -> aiohttp.ClientSession:
-        return aiohttp.ClientSession(auto_decompress=False,
-                                     timeout=aiohttp.ClientTimeout(total=None))
+    def release(self, plural: str) -> None:
+        self._lt.call(lambda: self._proxy.release(plural))
 
-    def hold(self, kind: str) -> None:
-        self._lt.call(self._gates[kind].clear)
-
-    def release(self, kind: str) -> None:
-        self._lt.call(self._gates[kind].set)
-
-    def held(self, kind: str) -> int:
-        """How many requests of ``kind`` have waited (or are waiting) at a closed gate."""
-        return int(self._lt.call(lambda: self.waiting[kind]))
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        kind = _kind(request)
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP}
-        body = await request.read()
-        async with self._session.request(
-                request.method, f"{self.upstream}{request.path_qs}", headers=headers,
-                data=body or None, allow_redirects=False, ssl=self._client_ssl) as resp:
-            out = web.StreamResponse(status=resp.status, reason=resp.reason)
-            for name, value in resp.headers.items():
-                if name.lower() not in _HOP:
-                    out.headers.add(name, value)
-            if kind is not None and not self._gates[kind].is_set():
-                answer = await resp.read()  # fetched now, delivered on release
-                self.waiting[kind] += 1
-                await self._gates[kind].wait()
-                await out.prepare(request)
-                await out.write(answer)
-            else:
-                await out.prepare(request)
-                async for chunk in resp.content.iter_any():
-                    await out.write(chunk)
-            await out.write_eof()
-            return out
+    def held(self, plural: str) -> int:
+        """How many LIST answers of ``plural`` have waited (or are waiting) to be released."""
+        return int(self._lt.call(lambda: self._proxy.held[plural]))
 
     def close(self) -> None:
-        async def shut() -> Any:
-            for gate in self._gates.values():
-                gate.set()
-            await self._runner.cleanup()
-            await self._session.close()
         try:
-            self._lt.run(shut(), timeout=15)
+            self._lt.run(self._proxy.__aexit__(None, None, None), timeout=15)
         finally:
             self._lt.close()
