@@ -44,6 +44,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--idle-interval", type=float,
                    help="case 9: the providers' re-check interval in seconds (default 30, "
                         "at least 10)")
+    p.add_argument("--relay-variant", choices=("none", "governed"), default="none",
+                   help="the relay of cases 1-6, 8 and 11: 'none' (no authentication, no "
+                        "quota; the default) or 'governed' (Kubernetes authentication with "
+                        "cached reviews, and a ChatQuota on every provider)")
     p.add_argument("--code", default="HEAD",
                    help="commit to measure (default HEAD), or 'worktree' for the working tree")
     p.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
@@ -58,7 +62,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> BenchConfig:
     cfg = smoke(args.results) if args.smoke else full()
     changes: dict[str, Any] = {"cases": frozenset(c.strip() for c in args.cases.split(",")),
-                               "pin": not args.no_pin}
+                               "pin": not args.no_pin, "relay_variant": args.relay_variant}
+    if args.relay_variant != "none" and "10" in changes["cases"]:
+        raise SystemExit("case 10 compares relays of its own: run it with --relay-variant none")
     if args.results and not args.smoke:  # a side run: leave the committed report alone
         changes.update(results_dir=args.results, report=args.results / "BENCHMARKS.md",
                        figures_dir=args.results / "figures")
@@ -122,9 +128,14 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
         "placement": ("proxy under test (relay, LiteLLM, Portkey, nginx) alone on CPU 1; load "
                       "generator and upstreams on CPU 0; control plane and operator "
                       "unpinned") if cfg.proxy_cpus else "no CPU pinning",
-        "relay": "`chatprovider relay --relay-auth none` (standalone, default settings: "
-                 "uvloop event loop, access log on at INFO), providers made Ready by "
-                 "`chatprovider run`",
+        "relay": ("`chatprovider relay --relay-auth none` (standalone, default settings: "
+                  "uvloop event loop, access log on at INFO), providers made Ready by "
+                  "`chatprovider run`") if cfg.relay_variant == "none" else (
+                  "`chatprovider relay --relay-auth kubernetes` (standalone, default settings: "
+                  "uvloop event loop, access log on at INFO; reviews cached), called with a "
+                  "ServiceAccount's bound token, every provider governed by a ChatQuota "
+                  "(counters in memory, limits far above the load), providers made Ready by "
+                  "`chatprovider run`"),
         "references": "direct = the same request straight to the upstream; LiteLLM proxy "
                       "(1 worker, no master key, one model whose api_base is the upstream); "
                       "Portkey's open-source gateway (`@portkey-ai/gateway` from npm, one node "

@@ -32,6 +32,12 @@ class BenchConfig:
     """Pin the proxy under test to CPU 1 and the load generator + upstreams to CPU 0."""
     cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
                                        "11"})
+    relay_variant: str = "none"
+    """How the session's relay is set up: ``none`` (no authentication, no quota), or
+    ``governed``: ``--relay-auth kubernetes`` (TokenReview and SubjectAccessReview answers
+    cached, as in production), called with a ServiceAccount's bound token, and a ChatQuota
+    (counters in memory) governing every provider it relays, with limits far above what any
+    case sends. Case 10 sets up its own relays and runs only with ``none``."""
     # 1. added latency, one request at a time
     seq_rounds: int = 20
     seq_per_round: int = 100

@@ -15,7 +15,7 @@ from chatprovider.api.v1alpha1 import GROUP, PLURAL, VERSION
 from chatprovider.kube.client import ApiError, KubeClient
 
 __all__ = ["ReadyWatch", "Writes", "apiserver_writes", "caller_token", "create_namespace",
-           "create_providers", "create_quota", "delete_quota", "provider", "put_secret",
+           "create_providers", "create_quota", "delete_quota", "provider", "put_secret", "quota",
            "resource_versions"]
 
 KEY_SECRET = "bench-key"
@@ -32,6 +32,23 @@ def provider(namespace: str, name: str, endpoint: str, *,
     return {
         "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChatProvider",
         "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+    }
+
+
+def quota(namespace: str, name: str, providers: Iterable[str]) -> dict[str, Any]:
+    """A ChatQuota on ``providers`` for every caller (anonymous or authenticated), with limits
+    far above what any case sends: every request is admitted, reserved and settled, and none
+    is refused."""
+    big = 10**12
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}", "kind": "ChatQuota",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"providers": {"names": list(providers)},
+                 "subjects": [{"kind": "Group", "name": "system:unauthenticated"},
+                              {"kind": "Group", "name": "system:authenticated"}],
+                 "scope": "Shared",
+                 "limits": {"requestsPerMinute": big, "tokensPerMinute": big,
+                            "tokensPerDay": big}},
     }
 
 

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,12 +21,15 @@ from bench.procs import Proc
 from bench.stack import UPSTREAM_KEY, Stack, Upstream
 from bench.wire import encode_request
 from chatprovider.kube import KubeClient, KubeConfig
+from chatprovider.settings import DEFAULT_TOKEN_AUDIENCE
 from chatprovider_tools.controlplane import ControlPlane
 
-__all__ = ["RELAY_NS", "RssSampler", "Session", "chat_endpoint"]
+__all__ = ["CALLER", "RELAY_NS", "RssSampler", "Session", "chat_endpoint", "until_governed"]
 
 RELAY_NS = "bench-relay"
 MODEL = "devserver-chat"
+CALLER = "bench-caller"
+"""The ServiceAccount (in the relay's namespace) that calls the authenticating relays."""
 
 
 def chat_endpoint(name: str, port: int, model: str, *, key: str | None = None,
@@ -42,6 +46,29 @@ def chat_endpoint(name: str, port: int, model: str, *, key: str | None = None,
     payload = encode_request("POST", f"127.0.0.1:{port}", "/v1/chat/completions",
                              json.dumps(body).encode(), sent)
     return Endpoint(name, "127.0.0.1", port, payload)
+
+
+def _governed(port: int, token: str | None, provider: str) -> bool:
+    """Whether the relay at ``port`` answers ``provider`` with a quota's headers."""
+    body = json.dumps({"model": f"{RELAY_NS}/{provider}/{MODEL}", "max_tokens": 8,
+                       "messages": [{"role": "user", "content": "hello"}]}).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
+                                 headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+        return resp.headers.get("x-ratelimit-limit-requests") is not None
+
+
+async def until_governed(port: int, token: str | None, provider: str,
+                         timeout: float = 30.0) -> None:
+    """Wait until the relay at ``port`` applies a quota to ``provider``."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(_governed, port, token, provider):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the relay at :{port} does not apply the quota on {provider}")
+        await asyncio.sleep(0.2)
 
 
 class RssSampler:
@@ -84,6 +111,9 @@ class Session:
     litellm: Proc | None = None
     litellm_port: int = 0
     relay_port: int = 0
+    relay_key: str | None = None
+    """The bearer token the relay is called with (``governed`` variant; None: no
+    authentication)."""
     relay_idle_rss: float = 0.0
     relay_load_peak: float = 0.0
     """Peak RSS of the relay under loads it sustains."""
@@ -157,23 +187,33 @@ class Session:
         self.stack.stop(operator)
         if not ok:
             raise RuntimeError(f"providers not Ready:\n{operator.tail()}")
-        self.relay, self.relay_port = self.stack.relay(self.kubeconfig, RELAY_NS)
+        auth = "none"
+        if self.cfg.relay_variant == "governed":
+            auth = "kubernetes"
+            await k.create_quota(self.kube, k.quota(RELAY_NS, "bench-governed",
+                                                    [b["metadata"]["name"] for b in bodies]))
+            self.relay_key = await k.caller_token(self.kube, RELAY_NS, CALLER,
+                                                  DEFAULT_TOKEN_AUDIENCE)
+        self.relay, self.relay_port = self.stack.relay(self.kubeconfig, RELAY_NS, auth=auth)
         await self._wait_models(len(bodies))
         await asyncio.sleep(1.0)
         self.relay_idle_rss = self.relay.rss()
 
     async def _wait_models(self, count: int) -> None:
-        import urllib.request
-
-        url = f"http://127.0.0.1:{self.relay_port}/v1/models"
+        headers = {"Authorization": f"Bearer {self.relay_key}"} if self.relay_key else {}
+        request = urllib.request.Request(f"http://127.0.0.1:{self.relay_port}/v1/models",
+                                         headers=headers)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 - loopback
+            with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
                 models = json.loads(resp.read())["data"]
             if len({m["owned_by"] for m in models}) >= count:
-                return
+                break
             await asyncio.sleep(0.2)
-        raise RuntimeError("the relay does not list every provider")
+        else:
+            raise RuntimeError("the relay does not list every provider")
+        if self.cfg.relay_variant == "governed":
+            await until_governed(self.relay_port, self.relay_key, "fast")
 
     def start_litellm(self) -> None:
         """Start LiteLLM early (it takes a while to import); :meth:`litellm_ready` waits."""
@@ -196,7 +236,8 @@ class Session:
                              **kw)
 
     def via_relay(self, provider: str = "fast", **kw: Any) -> Endpoint:
-        return chat_endpoint("relay", self.relay_port, self.via_relay_model(provider), **kw)
+        return chat_endpoint("relay", self.relay_port, self.via_relay_model(provider),
+                             key=self.relay_key, **kw)
 
     @staticmethod
     def via_relay_model(provider: str = "fast") -> str:

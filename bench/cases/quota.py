@@ -16,14 +16,11 @@ a pair's percentiles is what the quota (and the authentication) adds.
 from __future__ import annotations
 
 import asyncio
-import json
-import time
-import urllib.request
 from typing import Any
 
 from bench import kube as k
 from bench.loadgen import Endpoint, sequential
-from bench.session import MODEL, RELAY_NS, Session, chat_endpoint
+from bench.session import CALLER, MODEL, RELAY_NS, Session, chat_endpoint, until_governed
 from bench.stats import BackgroundLoad, ms
 from chatprovider.settings import DEFAULT_TOKEN_AUDIENCE
 from chatprovider_tools.redisserver import RedisServer
@@ -32,42 +29,7 @@ __all__ = ["GOVERNED", "overhead"]
 
 GOVERNED = "fast-quota"
 """The provider the case's ChatQuota governs (``Session.relay_providers`` adds it)."""
-_BIG = 10**12
-_QUOTA = {
-    "apiVersion": "ai.chatprovider.dev/v1alpha1", "kind": "ChatQuota",
-    "metadata": {"name": "bench", "namespace": RELAY_NS},
-    "spec": {"providers": {"names": [GOVERNED]},
-             "subjects": [{"kind": "Group", "name": "system:unauthenticated"},
-                          {"kind": "Group", "name": "system:authenticated"}],
-             "scope": "Shared",
-             "limits": {"requestsPerMinute": _BIG, "tokensPerMinute": _BIG,
-                        "tokensPerDay": _BIG}},
-}
-
-
-CALLER = "bench-caller"
-"""The ServiceAccount (in the relay's namespace) that calls the authenticating relays."""
-
-
-def _governed(port: int, token: str | None) -> bool:
-    """Whether the relay at ``port`` answers ``fast-quota`` with the quota's headers."""
-    body = json.dumps({"model": f"{RELAY_NS}/{GOVERNED}/{MODEL}", "max_tokens": 8,
-                       "messages": [{"role": "user", "content": "hello"}]}).encode()
-    headers = {"Content-Type": "application/json"}
-    if token is not None:
-        headers["Authorization"] = f"Bearer {token}"
-    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
-                                 headers=headers)
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
-        return resp.headers.get("x-ratelimit-limit-requests") is not None
-
-
-async def _until_governed(port: int, token: str | None, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(_governed, port, token):
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"the relay at :{port} does not apply the bench quota")
-        await asyncio.sleep(0.2)
+_QUOTA = k.quota(RELAY_NS, "bench", [GOVERNED])
 
 
 def _endpoints(name: str, port: int, token: str | None) -> dict[str, Endpoint]:
@@ -100,7 +62,7 @@ async def overhead(s: Session) -> dict[str, Any]:
             started.append(proc)
         tokens = {name: token if name.startswith("auth") else None for name in RELAYS}
         for name in RELAYS:
-            await _until_governed(ports[name], tokens[name])
+            await until_governed(ports[name], tokens[name], GOVERNED)
         eps = {key: ep for name in RELAYS
                for key, ep in _endpoints(name, ports[name], tokens[name]).items()}
         pools = {name: await s.pool(ep) for name, ep in eps.items()}

@@ -136,7 +136,7 @@ async def run(s: Session) -> dict[str, Any]:
         "direct": (s.direct(), fast.port, MODEL, UPSTREAM_KEY),
         "nginx": (chat_endpoint("nginx", nginx_port, MODEL, key=UPSTREAM_KEY), nginx_port,
                   MODEL, UPSTREAM_KEY),
-        "relay": (s.via_relay(), s.relay_port, s.via_relay_model(), None),
+        "relay": (s.via_relay(), s.relay_port, s.via_relay_model(), s.relay_key),
         "litellm": (chat_endpoint("litellm", litellm_port, MODEL), litellm_port, MODEL, None),
         "portkey": (chat_endpoint("portkey", portkey_port, MODEL, headers=via_portkey),
                     portkey_port, MODEL, None),
