@@ -189,9 +189,9 @@ class OperatorSettings(_Settings):
     uncounted. Requests no quota governs are never affected."""
     quota_store_timeout: float = setting(0.5, commands=_BOTH,
                                          chart="quotas.storeTimeoutSeconds", gt=0)
-    """How long one call to the counter store may take before it counts as unreachable (a call
-    whose connection fails before it is sent is retried once on a fresh one, a sent one never:
-    Redis may have run it; no request waits more than four times this)."""
+    """How long one call to the counter store may take before it counts as unreachable (a
+    reservation or settlement is sent once: one whose reply times out may still have been
+    applied; no request waits more than four times this)."""
     log_level: LogLevel = setting(LogLevel.INFO, commands=_BOTH, chart="logLevel")
     """Log level."""
     log_format: LogFormat = setting(LogFormat.TEXT, commands=_BOTH, chart="logFormat")

@@ -78,8 +78,9 @@ class ApiServerProxy:
         self.metadata_lists: collections.Counter[str] = collections.Counter()  # seen
 
     async def __aenter__(self) -> ApiServerProxy:
-        self._session = aiohttp.ClientSession(
-            auto_decompress=False, timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
+        self._session = aiohttp.ClientSession(  # bodies as they are, asked for as they were
+            auto_decompress=False, skip_auto_headers={"Accept-Encoding"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=10))
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._forward)
         self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True,
@@ -101,8 +102,9 @@ class ApiServerProxy:
 
     # -- what the tests stage ---------------------------------------------------------------
     def hold(self, plural: str) -> None:
-        """Hold the answers to the next LISTs of ``plural`` by clients other than kopf."""
-        self._released[plural] = asyncio.Event()
+        """Hold the answers to the LISTs of ``plural`` by clients other than kopf that arrive
+        from now on (one already on its way passes)."""
+        self._released.setdefault(plural, asyncio.Event())
 
     def release(self, plural: str) -> None:
         """Deliver the held answers, and stop holding."""
@@ -183,17 +185,19 @@ class ApiServerProxy:
         """Copy a watch stream until it ends, or until ``cut`` (then end it cleanly)."""
         chunks = upstream.content.iter_any().__aiter__()
         cutting = asyncio.ensure_future(cut.wait())
+        reading: asyncio.Future[bytes] | None = None
         try:
             while True:
                 reading = asyncio.ensure_future(anext(chunks, b""))
                 done, _ = await asyncio.wait({reading, cutting},
                                              return_when=asyncio.FIRST_COMPLETED)
                 if reading not in done:
-                    reading.cancel()
                     return
                 chunk = reading.result()
                 if not chunk:
                     return
                 await answer.write(chunk)
-        finally:
+        finally:  # also when the watcher hangs up (the handler is cancelled)
             cutting.cancel()
+            if reading is not None:
+                reading.cancel()

@@ -12,10 +12,10 @@ relay's hot path, reserve and settle, go straight on a connection of its pool (o
 one reply), and a settlement lets its caller go on as soon as it is written (see
 :meth:`~chatprovider.counters.store.CounterStore.settle`). Every call is bounded by
 ``timeout``; a refused, lost or silent connection, a server still loading its data or a
-read-only replica become :class:`~chatprovider.counters.store.CounterStoreUnavailable`. A lost
-connection that fails before a script is written whole is retried once on a fresh one (the pool's
-connections die when Redis restarts), never one that was written (Redis may have run it), and
-the scripts are loaded again when a restarted server no longer has them.
+read-only replica become :class:`~chatprovider.counters.store.CounterStoreUnavailable`. The
+pool replaces the connections that die when Redis restarts as it hands them out, and loads the
+scripts on every new connection; a reservation or a settlement is sent once, never again after
+a time-out or a lost connection (Redis may have run it).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from redis import exceptions as redis_errors
-from redis.asyncio import Redis
+from redis.asyncio import Connection, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -71,7 +71,7 @@ class RedisCounterStore:
         self._redis: Redis = Redis.from_url(
             url, password=password or None, socket_timeout=timeout, socket_connect_timeout=timeout,
             retry=Retry(NoBackoff(), 1), retry_on_error=[redis_errors.ConnectionError],
-            health_check_interval=0, decode_responses=True)
+            health_check_interval=0, decode_responses=True, redis_connect_func=self._prepare)
         self._reserve = self._redis.register_script(scripts.RESERVE)
         self._settle = self._redis.register_script(scripts.SETTLE)
         self._read = self._redis.register_script(scripts.READ)
@@ -118,6 +118,17 @@ class RedisCounterStore:
         finally:
             mark_sent(sent)
 
+    async def _prepare(self, conn: Connection) -> None:
+        """A new connection: the client's own set-up (authentication, database), then the
+        hot path's scripts loaded on it, ahead of anything else it sends. Redis runs a
+        connection's commands in order, and a restarted server only ever sees new
+        connections, so reserve and settle never meet NOSCRIPT: a settlement runs the moment
+        it is written, as ``sent`` promises."""
+        await conn.on_connect()
+        for script in (self._reserve, self._settle):
+            await conn.send_command("SCRIPT", "LOAD", script.script)
+            await conn.read_response()
+
     async def _run(self, script: AsyncScript, keys: list[str], args: list[str | int],
                    sent: asyncio.Future[None] | None = None) -> Any:
         """``script`` (EVALSHA) on a connection of the pool, straight on the connection rather
@@ -125,39 +136,36 @@ class RedisCounterStore:
         resolved once the script is written: Redis runs it before any command that reaches it
         later, on any connection.
 
-        A connection that fails while the script is written is replaced once (the pool's
-        connections die when Redis restarts): Redis never runs a command it did not receive
-        whole. Once written, the script is never sent again, whatever happens to its reply: a
-        reply that times out or a connection lost after the write leave Redis free to have run
-        it, and a settlement run twice would refund twice. A server that answers NOSCRIPT did
-        not run it: the script is loaded, and sent again."""
-        pool = self._redis.connection_pool
-        rewritten = reloaded = False
-        while True:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
-            clean = False
-            try:
-                try:
-                    await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
-                except _UNAVAILABLE:
-                    if rewritten:
-                        raise
-                    rewritten = True
-                    continue
-                mark_sent(sent)
-                reply = await conn.read_response()
-                clean = True
-                return reply
-            except redis_errors.NoScriptError:
-                clean = True
-                if reloaded:
-                    raise
-                reloaded = True
-            finally:
-                if not clean:
-                    await conn.disconnect(nowait=True)
-                await pool.release(conn)
+        The script is sent once. The pool hands out only connections that are still open (a
+        restart's dead ones are replaced as they are taken); once written, whatever happens to
+        its reply (a time-out, a connection lost), Redis may have run it, and a settlement run
+        twice would refund twice. Only a server that answers NOSCRIPT (its scripts flushed
+        since the connection was made) did not run it: the script is loaded, and sent again;
+        ``sent`` was resolved early then."""
+        try:
+            return await self._send(script, keys, args, sent)
+        except redis_errors.NoScriptError:
             await self._redis.script_load(script.script)
+        return await self._send(script, keys, args, sent)
+
+    async def _send(self, script: AsyncScript, keys: list[str], args: list[str | int],
+                    sent: asyncio.Future[None] | None) -> Any:
+        pool = self._redis.connection_pool
+        conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+        clean = False
+        try:
+            await conn.send_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            mark_sent(sent)
+            reply = await conn.read_response()
+            clean = True
+            return reply
+        except redis_errors.NoScriptError:
+            clean = True  # an error reply, read whole: the connection can serve again
+            raise
+        finally:
+            if not clean:
+                await conn.disconnect(nowait=True)
+            await pool.release(conn)
 
     async def read(self, keys: Sequence[str], now: float) -> list[int]:
         if not keys:

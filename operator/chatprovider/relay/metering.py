@@ -16,6 +16,10 @@ a stream cut short (client gone,        what was relayed (:func:`~chatprovider.d
 upstream lost, ended by the relay)      demand.cut_stream_demand`)
 an error before any answer              nothing
 the relay died                          the reservation (nothing settles it)
+the store did not answer the            possibly the reservation (Redis may have run it; 503
+reservation in time                     or relayed uncounted, by the failure mode)
+the store did not answer the            what was used, or the reservation (the settlement was
+settlement in time                      sent once, and Redis may not have run it)
 =====================================  ========================================================
 
 The rate-limit headers of the admission go on the attempt's answer whatever it is

@@ -231,6 +231,34 @@ def test_a_settlement_once_sent_is_applied_before_what_any_client_sends_after_it
     asyncio.run(scenario())
 
 
+def test_the_first_settlement_on_a_fresh_server_is_applied_once_sent(
+        own_redis_server: RedisServer) -> None:
+    """A fresh (or restarted) server has no scripts: the first settlement must still be
+    applied before what another client sends once it is sent (loaded on connect, not on a
+    NOSCRIPT reply that comes after the caller went on)."""
+    key = "q|fresh|concurrent"
+
+    async def scenario() -> None:
+        relay_a = RedisCounterStore(own_redis_server.url)
+        relay_b = RedisCounterStore(own_redis_server.url)
+        try:
+            now = time.time()
+            assert (await relay_b.reserve([Charge("q|other", 1, 1, now + 30, "w")], now)).admitted
+            assert (await relay_a.reserve([Charge(key, 1, 1, now + 30, "lease")], now)).admitted
+            sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            confirmed = asyncio.ensure_future(
+                relay_a.settle([Adjustment(key, -1, now + 30, "lease")], now, sent))
+            await sent
+            outcome = await relay_b.reserve([Charge(key, 1, 1, now + 30, "probe")], now)
+            await confirmed
+            assert outcome.admitted, "the lease was not yet released when sent"
+        finally:
+            await relay_a.aclose()
+            await relay_b.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_killed_redis_is_one_clear_error_and_a_restarted_one_works_again(
         own_redis_server: RedisServer) -> None:
     limits = applicable_limits([quota(limits={"requestsPerMinute": 100,
@@ -262,8 +290,8 @@ def test_a_killed_redis_is_one_clear_error_and_a_restarted_one_works_again(
             again = await closed.admit(limits, Demand(1, 1))
             assert again.headers["x-ratelimit-remaining-requests"] == "99"
             assert again.headers["x-ratelimit-remaining-tokens"] == "9998"
-            sent = asyncio.get_running_loop().create_future()  # its script is not loaded:
-            assert await closed.settle(again, Demand(5, 5), sent)  # NOSCRIPT, then loaded
+            sent = asyncio.get_running_loop().create_future()  # loaded on the new connection
+            assert await closed.settle(again, Demand(5, 5), sent)
             assert sent.done()
             assert await store.read([again.reservation.charges[1].key], time.time()) == [10]
         finally:
@@ -295,24 +323,26 @@ def test_a_frozen_redis_times_out_instead_of_hanging(own_redis_server: RedisServ
     asyncio.run(scenario())
 
 
-class LateReplies:
-    """A loopback TCP relay in front of Redis: after :meth:`delay`, the replies on the
-    connections open then reach the client ``seconds`` late (a stalled or congested client);
-    connections opened later are served at once, and commands always go straight through."""
+class WithheldReplies:
+    """A loopback TCP relay in front of Redis: after :meth:`withhold`, the replies on the
+    connections open then never reach the client (a stalled or congested client sees none in
+    time); connections opened later are served at once, and commands always go straight
+    through."""
 
     def __init__(self, port: int) -> None:
         self._target = port
         self._open: set[asyncio.StreamWriter] = set()
-        self._late: set[asyncio.StreamWriter] = set()
+        self._withheld: set[asyncio.StreamWriter] = set()
         self._pipes: set[asyncio.Task[None]] = set()
-        self._seconds = 0.0
+        self._closing = asyncio.Event()
 
-    async def __aenter__(self) -> LateReplies:
+    async def __aenter__(self) -> WithheldReplies:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.url = f"redis://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/0"
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        self._closing.set()
         self._server.close()
         for pipe in self._pipes:
             pipe.cancel()
@@ -322,17 +352,19 @@ class LateReplies:
         async with asyncio.timeout(5):
             await self._server.wait_closed()
 
-    def delay(self, seconds: float) -> None:
-        self._seconds, self._late = seconds, set(self._open)
+    def withhold(self) -> None:
+        self._withheld = set(self._open)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self._target)
         self._open.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, late: bool) -> None:
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter,
+                       replies: bool) -> None:
             while data := await src.read(65536):
-                if late and writer in self._late:
-                    await asyncio.sleep(self._seconds)
+                if replies and writer in self._withheld:
+                    await self._closing.wait()
+                    return
                 dst.write(data)
                 await dst.drain()
             dst.close()
@@ -344,26 +376,50 @@ class LateReplies:
 
 
 def test_a_settlement_whose_reply_times_out_is_applied_once(redis_server: RedisServer) -> None:
-    """A settlement's reply comes after the store's timeout (a relay stalled on a busy node),
-    but Redis ran the script: sent again, the refund would be applied twice, and the quota
-    would admit more than its limit."""
+    """A settlement's reply does not come in time (a relay stalled on a busy node), but Redis
+    ran the script: sent again, the refund would be applied twice, and the quota would admit
+    more than its limit."""
     key = f"q|once-{uuid.uuid4().hex[:6]}|tokens"
 
     async def scenario() -> None:
-        async with LateReplies(redis_server.port) as link:
+        async with WithheldReplies(redis_server.port) as link:
             store = RedisCounterStore(link.url, timeout=0.2)
             try:
                 now = time.time()
                 assert (await store.reserve([Charge(key, 300, 10_000, now + 60)], now)).admitted
-                await store.settle([Adjustment(key, 0, now + 60)], now)  # the script is loaded
-                link.delay(1.0)
+                link.withhold()
                 with pytest.raises(CounterStoreUnavailable, match="settle: TimeoutError"):
                     await store.settle([Adjustment(key, -92, now + 60)], now)
             finally:
                 await store.aclose()
 
     asyncio.run(scenario())
-    assert Redis.from_url(redis_server.url).get(DEFAULT_PREFIX + key) == b"208"
+    assert _counter_value(redis_server, key) == 300 - 92
+
+
+def test_scripts_flushed_under_live_connections_are_loaded_again(
+        redis_server: RedisServer) -> None:
+    key = f"q|flushed-{uuid.uuid4().hex[:6]}|tokens"
+
+    async def scenario() -> None:
+        store = RedisCounterStore(redis_server.url)
+        try:
+            now = time.time()
+            assert (await store.reserve([Charge(key, 300, 10_000, now + 60)], now)).admitted
+            with Redis.from_url(redis_server.url) as direct:
+                direct.script_flush()
+            await store.settle([Adjustment(key, -92, now + 60)], now)  # NOSCRIPT, loaded, sent
+            assert (await store.reserve([Charge(key, 8, 10_000, now + 60)], now)).used == (216,)
+        finally:
+            await store.aclose()
+
+    asyncio.run(scenario())
+    assert _counter_value(redis_server, key) == 216
+
+
+def _counter_value(redis_server: RedisServer, key: str) -> int:
+    with Redis.from_url(redis_server.url) as direct:
+        return int(direct.get(DEFAULT_PREFIX + key) or 0)
 
 
 def test_killed_under_load_no_request_hangs_and_counting_resumes(
