@@ -86,6 +86,31 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(300)
+def test_the_governed_variant_authenticates_and_meters_every_relayed_request(
+        tmp_path: Path) -> None:
+    """``--relay-variant governed``: the relay's cases run against a relay that authenticates
+    with Kubernetes and meters under a ChatQuota; every request is answered, as the
+    ServiceAccount the bench calls with."""
+    if missing := _missing():
+        pytest.fail(f"missing {', '.join(missing)}: run `bash bench/install.sh`", pytrace=False)
+    results = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--smoke", "--cases", "1,11", "--relay-variant",
+         "governed", "--code", "worktree", "--results", str(results)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    data = json.loads((results / "results.json").read_text())
+    r = data["results"]
+    assert r["1"]["relay"]["n"] > 0 and r["1"]["relay"]["errors"] == 0
+    assert all(row["relay"]["errors"] == 0 for row in r["11"]["rows"])
+    assert "--relay-auth kubernetes" in data["meta"]["relay"]
+    served = [line for line in (results / "logs" / "relay.log").read_text().splitlines()
+              if "chatprovider.relay.access" in line and " 200 " in line]
+    assert served and all("user=system:serviceaccount:bench-relay:bench-caller" in line
+                          for line in served)
+
+
+@pytest.mark.timeout(300)
 def test_the_hot_path_comparison_runs_every_stack(tmp_path: Path) -> None:
     """``python -m bench.hotpath.compare`` at its smallest: every stack relays every request
     of wrk's runs (no timing asserted)."""
