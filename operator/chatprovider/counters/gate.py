@@ -57,7 +57,8 @@ class QuotaGate:
         self.fail_open = fail_open
         self._clock = clock
         self._lease_seconds = lease_seconds
-        self._leases = (f"{uuid.uuid4().hex}-{n}" for n in itertools.count())
+        prefix = uuid.uuid4().hex
+        self._leases = (f"{prefix}-{n}" for n in itertools.count())
         """Lease names, unique per request: this gate's random prefix and a serial number."""
         self._down = False
         """Whether the last call found the store unavailable (logged once per outage)."""

@@ -44,3 +44,24 @@ def test_a_request_no_quota_governs_is_not_counted() -> None:
         assert len(store) == 0
 
     asyncio.run(scenario())
+
+
+def test_every_request_in_flight_holds_a_lease_of_its_own_on_every_relay() -> None:
+    """Two relays (gates) sharing a store: leases are unique per request, so 3 requests in
+    flight fill a concurrency limit of 3 and a fourth is refused, whichever relay serves it."""
+    limits = applicable_limits([quota(limits={"concurrentRequests": 3})], ALICE, PROVIDER, {})
+
+    async def scenario() -> None:
+        store = MemoryCounterStore()
+        relays = [QuotaGate(store, fail_open=False, clock=lambda: NOW) for _ in range(2)]
+        held = [await relays[n % 2].admit(limits, Demand(1, 1)) for n in range(3)]
+        leases = {a.reservation.charges[0].lease for a in held if a.reservation is not None}
+        assert len(leases) == 3
+        for relay in relays:
+            with pytest.raises(OpenAIError) as refused:
+                await relay.admit(limits, Demand(1, 1))
+            assert refused.value.status == 429
+        assert await relays[1].settle(held[0], Demand(1, 1))  # released by the other relay
+        assert (await relays[0].admit(limits, Demand(1, 1))).reservation is not None
+
+    asyncio.run(scenario())
