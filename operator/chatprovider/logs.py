@@ -132,13 +132,7 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str = "INFO", fmt: str = "text",
                   secrets: SecretValues | None = None) -> None:
-    """Log to stderr as ``fmt`` (text or json), masking bearer tokens and ``secrets``.
-
-    Neither format shows where a record was logged from, nor its thread or process, so those
-    are not computed (the logging HOWTO's optimisation: a stack walk and three look-ups per
-    record, which the relay's access log line makes once per request)."""
-    logging._srcfile = None
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    """Log to stderr as ``fmt`` (text or json), masking bearer tokens and ``secrets``."""
     handler = logging.StreamHandler(sys.stderr)
     handler.addFilter(TransientRetryFilter(logging.getLevelName(level.upper())))
     handler.addFilter(RedactingFilter(secrets))
