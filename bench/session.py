@@ -196,6 +196,8 @@ class Session:
                                                   DEFAULT_TOKEN_AUDIENCE)
         self.relay, self.relay_port = self.stack.relay(self.kubeconfig, RELAY_NS, auth=auth)
         await self._wait_models(len(bodies))
+        if self.relay_key is not None:  # governed: its quota applies before any case runs
+            await until_governed(self.relay_port, self.relay_key, "fast")
         await asyncio.sleep(1.0)
         self.relay_idle_rss = self.relay.rss()
 
@@ -208,12 +210,9 @@ class Session:
             with urllib.request.urlopen(request, timeout=5) as resp:  # noqa: S310 - loopback
                 models = json.loads(resp.read())["data"]
             if len({m["owned_by"] for m in models}) >= count:
-                break
+                return
             await asyncio.sleep(0.2)
-        else:
-            raise RuntimeError("the relay does not list every provider")
-        if self.cfg.relay_variant == "governed":
-            await until_governed(self.relay_port, self.relay_key, "fast")
+        raise RuntimeError("the relay does not list every provider")
 
     def start_litellm(self) -> None:
         """Start LiteLLM early (it takes a while to import); :meth:`litellm_ready` waits."""
