@@ -57,6 +57,11 @@ class BenchConfig:
     frontier_refine: int = 3
     wrk_seconds: float = 5.0
     wrk_connections: int = 64
+    compiled_frontier_start: float = 1000.0
+    compiled_frontier_max: float = 80_000.0
+    compiled_connections: int = 256
+    """The frontier again with oha (compiled, open loop) against a static nginx upstream, for
+    direct, nginx and the relay: the same rule, on this many connections."""
     # 4. streaming
     stream_rounds: int = 8
     stream_per_round: int = 8
@@ -121,6 +126,7 @@ def smoke(results_dir: Path | None = None) -> BenchConfig:
         rates=(100, 250), rate_seconds=0.5,
         frontier_start=200.0, frontier_max=400.0, frontier_step_seconds=0.5,
         frontier_refine=0, wrk_seconds=1.0, wrk_connections=8,
+        compiled_frontier_start=200.0, compiled_frontier_max=400.0, compiled_connections=8,
         stream_rounds=1, stream_per_round=2, stream_pieces=4,
         concurrent_streams=(8, 16), long_pieces=5, long_frame_delay=0.05, long_providers=2,
         soak_seconds=2.0, soak_rate=100.0,

@@ -4,6 +4,7 @@
 #   matplotlib, py-spy, pyinstrument                    the project venv's "bench" extra
 #   LiteLLM's proxy in its own venv                     scripts/install-upstreams.sh litellm
 #   Portkey's open-source gateway (node)                 npm, into $CACHE/portkey
+#   oha, a compiled open-loop load generator (Rust)      crates.io (cargo), into $CACHE/cargo/bin
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -50,5 +51,15 @@ else
   mkdir -p "$PORTKEY" "$CACHE/npm"
   npm install --prefix "$PORTKEY" --cache "$CACHE/npm" --no-audit --no-fund --loglevel=error \
     "@portkey-ai/gateway@$PORTKEY_VERSION" >/dev/null
+fi
+
+OHA_VERSION=1.16.0
+if "$CACHE/cargo/bin/oha" --version 2>/dev/null | grep -qx "oha $OHA_VERSION"; then
+  log "oha $OHA_VERSION already installed"
+else
+  command -v cargo >/dev/null 2>&1 || { log "cargo is required to build oha (rustup, or Debian's cargo)"; exit 1; }
+  log "building oha $OHA_VERSION from crates.io into $CACHE/cargo/bin (about 4 minutes on 2 cores)"
+  CARGO_HOME=$CACHE/cargo-home CARGO_TARGET_DIR=$CACHE/cargo-target \
+    cargo install oha --version "$OHA_VERSION" --locked --root "$CACHE/cargo" --quiet
 fi
 log "done"

@@ -108,6 +108,14 @@ def rows(r: dict[str, Any]) -> list[Row]:
         lambda v: v >= 3.0)
     add("3", "relay / nginx throughput", _g(r, "3", "relay_over_nginx"), "×", "≥ 0.9×",
         lambda v: v >= 0.9)
+    ct = _g(r, "3", "compiled", "targets") or {}
+    for name in ("direct", "nginx", "relay"):
+        if name in ct:
+            add("3", f"frontier {name}, oha (compiled, open loop) and a static upstream"
+                + (" (the generator's ceiling)" if name == "direct" else ""),
+                ct[name]["frontier"], "", "(reference)" if name != "relay" else "", None, 0)
+    add("3", "relay / nginx throughput, oha and a static upstream",
+        _g(r, "3", "compiled", "relay_over_nginx"), "×", "≥ 0.9×", lambda v: v >= 0.9, 3)
     c4 = r.get("4", {})
     add("4", "added time to first token: p50", c4.get("added_ttft_p50"), " ms", "(no target)",
         None)

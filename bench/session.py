@@ -161,6 +161,8 @@ class Session:
         pieces = max(cfg.stream_pieces, cfg.long_pieces)
         self.upstreams["paced"] = self.stack.upstream("paced", pieces, cfg.stream_frame_delay)
         self.upstreams["slow"] = self.stack.upstream("slow", pieces, cfg.long_frame_delay)
+        if "3" in cfg.cases:  # the compiled generator's frontier needs a compiled upstream
+            self.upstreams["static"] = self.stack.static_upstream(MODEL)
 
     def relay_providers(self) -> list[dict[str, Any]]:
         u = self.upstreams
@@ -168,6 +170,8 @@ class Session:
                   k.provider(RELAY_NS, "paced", f"{u['paced'].base}/v1")]
         if "10" in self.cfg.cases:  # the fast upstream again, under case 10's ChatQuota
             bodies.append(k.provider(RELAY_NS, "fast-quota", f"{u['fast'].base}/v1"))
+        if "static" in u:
+            bodies.append(k.provider(RELAY_NS, "static", f"{u['static'].base}/v1"))
         bodies += [k.provider(RELAY_NS, f"slow-{i}", f"{u['slow'].base}/v1")
                    for i in range(self.cfg.long_providers)]
         return bodies

@@ -1,5 +1,5 @@
 """The processes of a run: control plane, bench upstreams, operator, relay, LiteLLM, Portkey,
-nginx.
+nginx, and where oha's binary is.
 
 Every server listens on 127.0.0.1 only. With pinning on, the proxy under test (relay, LiteLLM,
 Portkey or nginx) runs alone on CPU 1; the load generator (this process) and the upstreams
@@ -21,7 +21,7 @@ import yaml
 from bench.config import ROOT, BenchConfig
 from bench.procs import Proc, free_port, wait_http
 
-__all__ = ["LITELLM_VENV", "PORTKEY_DIR", "Stack", "Upstream", "litellm_version",
+__all__ = ["LITELLM_VENV", "OHA", "PORTKEY_DIR", "Stack", "Upstream", "litellm_version",
            "nginx_version", "portkey_headers", "portkey_version"]
 
 CACHE = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider")
@@ -30,6 +30,8 @@ PORTKEY_DIR = CACHE / "portkey"
 """Portkey's open-source gateway, from npm (bench/install.sh)."""
 PORTKEY_SERVER = PORTKEY_DIR / "node_modules" / "@portkey-ai" / "gateway" / "build" / \
     "start-server.js"
+OHA = CACHE / "cargo" / "bin" / "oha"
+"""The compiled open-loop load generator, built from crates.io (bench/install.sh)."""
 UPSTREAM_KEY = "bench-key-0"
 """The key the Secret holds at first; the upstreams accept every key starting with bench-."""
 
@@ -91,6 +93,27 @@ class Stack:
             env=self.env(), cwd=ROOT))
         wait_http(f"http://127.0.0.1:{port}/health", 20, proc)
         return Upstream(name, port, proc)
+
+    def static_upstream(self, model: str) -> Upstream:
+        """An nginx answering every chat completion with the same fixed one, and ``GET
+        /v1/models`` with ``model``: an upstream far cheaper than any proxy under test, so
+        that a compiled generator measures the proxy and not the upstream. Pinned with the
+        generator."""
+        exe = shutil.which("nginx") or "/usr/sbin/nginx"
+        prefix = self.cfg.results_dir / "upstream-static"
+        prefix.mkdir(parents=True, exist_ok=True)
+        port = free_port()
+        conf = prefix / "nginx.conf"
+        conf.write_text(STATIC_CONF.format(
+            prefix=prefix, port=port, answer=json.dumps(static_answer(model)),
+            models=json.dumps({"object": "list", "data": [
+                {"id": model, "object": "model", "created": 0, "owned_by": "bench"}]})))
+        proc = self._start(Proc(
+            "upstream-static", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            self.logs / "upstream-static.log", cpus=self.cfg.driver_cpus or self.cfg.all_cpus,
+            env=self.env()))
+        wait_http(f"http://127.0.0.1:{port}/health", 10, proc)
+        return Upstream("static", port, proc)
 
     # -- operator and relay -----------------------------------------------------------------
     def operator(self, kubeconfig: Path, namespace: str, tag: str = "operator") -> Proc:
@@ -159,14 +182,14 @@ class Stack:
     def nginx(self, upstream: Upstream) -> tuple[Proc, int]:
         """nginx as a plain reverse proxy: one worker, keep-alive upstream, unbuffered."""
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
-        prefix = self.cfg.results_dir / "nginx"
+        prefix = self.cfg.results_dir / f"nginx-{upstream.name}"
         prefix.mkdir(parents=True, exist_ok=True)
         port = free_port()
         conf = prefix / "nginx.conf"
         conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream=upstream.port))
         proc = self._start(Proc(
             "nginx", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            self.logs / "nginx.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
+            self.logs / f"nginx-{upstream.name}.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
             env=self.env()))
         wait_http(f"http://127.0.0.1:{port}/health", 10, proc)
         return proc, port
@@ -197,6 +220,36 @@ http {{
     }}
 }}
 """
+
+STATIC_CONF = """\
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+    access_log off;
+    default_type application/json;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen 127.0.0.1:{port} backlog=4096;
+        keepalive_requests 1000000;
+        location = /v1/models {{ return 200 '{models}'; }}
+        location / {{ return 200 '{answer}'; }}
+    }}
+}}
+"""
+
+
+def static_answer(model: str) -> dict[str, object]:
+    """The one chat completion the static upstream answers."""
+    return {"id": "chatcmpl-static", "object": "chat.completion", "created": 0, "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
+                         "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
 
 
 def litellm_version() -> str:

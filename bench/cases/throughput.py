@@ -13,15 +13,17 @@ import asyncio
 import json
 import re
 import subprocess
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from bench import oha
 from bench.client import Pool
 from bench.loadgen import Endpoint, RunResult, open_loop
 from bench.session import MODEL, RssSampler, Session, chat_endpoint
 from bench.stack import UPSTREAM_KEY, portkey_headers
 from bench.stats import BackgroundLoad, ms
 
-__all__ = ["frontier", "parse_wrk", "run"]
+__all__ = ["compiled", "frontier", "parse_wrk", "run"]
 
 
 def _passes(res: RunResult, bound_ms: float) -> bool:
@@ -35,28 +37,27 @@ def _step(res: RunResult, passed: bool) -> dict[str, Any]:
             "errors": res.errors, "p50": ms(lat, 0.5), "p99": ms(lat, 0.99), "pass": passed}
 
 
-async def frontier(ep: Endpoint, seconds: float, start: float, top: float, bound_ms: float,
-                   refine: int) -> dict[str, Any]:
+Attempt = Callable[[float], Awaitable[dict[str, Any]]]
+"""One window at a rate: its step record, with ``pass``."""
+
+
+async def frontier(attempt: Attempt, start: float, top: float, refine: int) -> dict[str, Any]:
+    """The highest rate whose window passes: x1.6 from ``start`` up to ``top`` until one
+    fails, then ``refine`` bisections; a failed rate is tried once more before it counts."""
     steps: list[dict[str, Any]] = []
     passed: float | None = None
     failed: float | None = None
 
-    async def attempt(rate: float) -> bool:
-        pool = Pool(ep.host, ep.port, max_connections=1024)
-        try:
-            await pool.warm(16)
-            res = await open_loop(pool, ep, rate, seconds, grace=2.0)
-        finally:
-            await pool.close()
-        ok = _passes(res, bound_ms)
-        steps.append(_step(res, ok))
-        await asyncio.sleep(1.0 if ok else 3.0)  # let a backlog drain
-        return ok
-
     async def trial(rate: float) -> bool:
         # A failed rate is tried once more: on a shared machine one burst of other work can
         # fail a step that the target sustains (the same rule for every target).
-        return await attempt(rate) or await attempt(rate)
+        for _ in range(2):
+            step = await attempt(rate)
+            steps.append(step)
+            await asyncio.sleep(1.0 if step["pass"] else 3.0)  # let a backlog drain
+            if step["pass"]:
+                return True
+        return False
 
     rate = start
     while rate <= top:
@@ -83,16 +84,44 @@ async def frontier(ep: Endpoint, seconds: float, start: float, top: float, bound
     return {"frontier": round(passed or 0.0, 1), "first_fail": failed, "steps": steps}
 
 
+def python_attempt(ep: Endpoint, seconds: float, bound_ms: float) -> Attempt:
+    """A window of the Python open-loop generator (:mod:`bench.loadgen`)."""
+    async def attempt(rate: float) -> dict[str, Any]:
+        pool = Pool(ep.host, ep.port, max_connections=1024)
+        try:
+            await pool.warm(16)
+            res = await open_loop(pool, ep, rate, seconds, grace=2.0)
+        finally:
+            await pool.close()
+        return _step(res, _passes(res, bound_ms))
+    return attempt
+
+
+def oha_attempt(target: oha.Target, seconds: float, bound_ms: float, connections: int,
+                cpus: set[int] | None) -> Attempt:
+    """A window of the compiled open-loop generator (:mod:`bench.oha`), on its own thread."""
+    async def attempt(rate: float) -> dict[str, Any]:
+        window = await asyncio.to_thread(oha.attack, target, rate, seconds, connections, cpus)
+        return window.step(bound_ms)
+    return attempt
+
+
+def _request(model: str, key: str | None,
+             headers: dict[str, str] | None) -> tuple[dict[str, str], str]:
+    """The headers and body every target is sent (``key`` as a bearer token)."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if key:
+        sent["Authorization"] = f"Bearer {key}"
+    return sent, json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]})
+
+
 def wrk(s: Session, ep_host: str, port: int, model: str, key: str | None,
         headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Saturation throughput with wrk (closed loop), POSTing the same body (with ``headers``)."""
     cfg = s.cfg
     script = cfg.results_dir / f"wrk-{port}.lua"
-    sent = {"Content-Type": "application/json", **(headers or {})}
-    if key:
-        sent["Authorization"] = f"Bearer {key}"
+    sent, body = _request(model, key, headers)
     lines = [f'wrk.headers["{name}"] = "{value}"' for name, value in sent.items()]
-    body = json.dumps({"model": model, "messages": [{"role": "user", "content": "hello"}]})
     script.write_text('wrk.method = "POST"\n' + "\n".join(lines) +
                       f"\nwrk.body = '{body}'\n")
     seconds = max(1, round(cfg.wrk_seconds))
@@ -149,8 +178,9 @@ async def run(s: Session) -> dict[str, Any]:
         proc = procs.get(name)
         sampler = RssSampler(proc).start() if proc is not None else None
         cpu0 = proc.cpu() if proc is not None else 0.0
-        result = await frontier(ep, cfg.frontier_step_seconds, cfg.frontier_start,
-                                cfg.frontier_max, cfg.frontier_bound_ms, cfg.frontier_refine)
+        result = await frontier(
+            python_attempt(ep, cfg.frontier_step_seconds, cfg.frontier_bound_ms),
+            cfg.frontier_start, cfg.frontier_max, cfg.frontier_refine)
         result["wrk"] = await asyncio.to_thread(
             wrk, s, "127.0.0.1", port, model, key, via_portkey if name == "portkey" else None)
         if proc is not None and sampler is not None:
@@ -173,5 +203,37 @@ async def run(s: Session) -> dict[str, Any]:
         out["wrk_relay_over_litellm"] = round(w["relay"] / w["litellm"], 2)
     s.stack.stop(nginx)
     s.stack.stop(portkey)
+    out["compiled"] = await compiled(s)
     s.results["3"] = out
+    return out
+
+
+async def compiled(s: Session) -> dict[str, Any]:
+    """The frontier of direct, nginx and the relay measured with oha against the static
+    upstream: both ends compiled, so the generator's ceiling (direct) is far above the
+    relay's frontier, and is reported so that nginx's can be read against it."""
+    cfg = s.cfg
+    static = s.upstreams["static"]
+    nginx, nginx_port = s.stack.nginx(static)
+    targets = {"direct": (static.port, MODEL, UPSTREAM_KEY),
+               "nginx": (nginx_port, MODEL, UPSTREAM_KEY),
+               "relay": (s.relay_port, s.via_relay_model("static"), s.relay_key)}
+    out: dict[str, Any] = {"generator": "oha (open loop, latency from the scheduled send)",
+                           "connections": cfg.compiled_connections, "targets": {}}
+    bg = BackgroundLoad().start()
+    try:
+        for name, (port, model, key) in targets.items():
+            headers, body = _request(model, key, None)
+            target = oha.Target(f"http://127.0.0.1:{port}/v1/chat/completions", body, headers)
+            out["targets"][name] = await frontier(
+                oha_attempt(target, cfg.frontier_step_seconds, cfg.frontier_bound_ms,
+                            cfg.compiled_connections, cfg.driver_cpus),
+                cfg.compiled_frontier_start, cfg.compiled_frontier_max, cfg.frontier_refine)
+    finally:
+        s.stack.stop(nginx)
+    out["background_cpu_pct"] = bg.stop()
+    t = out["targets"]
+    out["generator_ceiling"] = t["direct"]["frontier"]
+    if t["nginx"]["frontier"]:
+        out["relay_over_nginx"] = round(t["relay"]["frontier"] / t["nginx"]["frontier"], 3)
     return out

@@ -15,12 +15,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-LITELLM = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider"
-               ) / "upstreams" / "litellm-venv" / "bin" / "litellm"
+CACHE = Path(os.environ.get("CHATPROVIDER_CACHE") or Path.home() / ".cache" / "chatprovider")
+LITELLM = CACHE / "upstreams" / "litellm-venv" / "bin" / "litellm"
+OHA = CACHE / "cargo" / "bin" / "oha"
 
 
 def _missing() -> list[str]:
-    missing = [tool for tool in ("wrk",) if shutil.which(tool) is None]
+    missing = [tool for tool in ("wrk", "taskset") if shutil.which(tool) is None]
+    if not OHA.exists():
+        missing.append("oha")
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         missing.append("nginx")
     if not LITELLM.exists():
@@ -63,6 +66,12 @@ def test_smoke_runs_every_case(tmp_path: Path) -> None:
     # 3: a frontier search ran against all five targets
     assert set(r["3"]["targets"]) == {"direct", "relay", "litellm", "portkey", "nginx"}
     assert all(t["steps"] for t in r["3"]["targets"].values())
+    # 3: and again with the compiled generator against the static upstream, every request of
+    # every window answered
+    compiled = r["3"]["compiled"]["targets"]
+    assert set(compiled) == {"direct", "nginx", "relay"}
+    assert all(t["steps"] and all(step["errors"] == 0 for step in t["steps"])
+               for t in compiled.values())
     # 4, 5: streams were tracked frame by frame through the relay
     assert r["4"]["relay"]["streams"] > 0 and r["4"]["relay"]["frames"] > 0
     assert all(row["relay"]["completed"] == row["streams"] for row in r["5"]["rows"])
