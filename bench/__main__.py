@@ -31,8 +31,8 @@ CASE_ORDER = ("1", "11", "6", "2", "4", "5", "3", "8", "10", "7", "9")
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     p.add_argument("--smoke", action="store_true", help="every case at tiny sizes (< 3 min)")
-    p.add_argument("--cases", default="1,2,3,4,5,6,7,8,9,10,11",
-                   help="comma-separated case numbers")
+    p.add_argument("--cases", help="comma-separated case numbers (default: all; with "
+                                   "--relay-variant governed, all but 10)")
     p.add_argument("--providers", type=int, help="providers of case 7 (default 1000)")
     p.add_argument("--big-providers", type=int,
                    help="the large count of case 7 (default 5000; 0 skips it)")
@@ -61,10 +61,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 def build_config(args: argparse.Namespace) -> BenchConfig:
     cfg = smoke(args.results) if args.smoke else full()
-    changes: dict[str, Any] = {"cases": frozenset(c.strip() for c in args.cases.split(",")),
-                               "pin": not args.no_pin, "relay_variant": args.relay_variant}
-    if args.relay_variant != "none" and "10" in changes["cases"]:
+    cases = (frozenset(c.strip() for c in args.cases.split(",")) if args.cases
+             else cfg.cases - ({"10"} if args.relay_variant != "none" else set()))
+    if args.relay_variant != "none" and "10" in cases:
         raise SystemExit("case 10 compares relays of its own: run it with --relay-variant none")
+    changes: dict[str, Any] = {"cases": cases, "pin": not args.no_pin,
+                               "relay_variant": args.relay_variant}
     if args.results and not args.smoke:  # a side run: leave the committed report alone
         changes.update(results_dir=args.results, report=args.results / "BENCHMARKS.md",
                        figures_dir=args.results / "figures")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Literal
 
 __all__ = ["ROOT", "BenchConfig", "full", "smoke"]
 
@@ -32,7 +33,7 @@ class BenchConfig:
     """Pin the proxy under test to CPU 1 and the load generator + upstreams to CPU 0."""
     cases: frozenset[str] = frozenset({"1", "2", "3", "4", "5", "6", "7", "8", "9", "10",
                                        "11"})
-    relay_variant: str = "none"
+    relay_variant: Literal["none", "governed"] = "none"
     """How the session's relay is set up: ``none`` (no authentication, no quota), or
     ``governed``: ``--relay-auth kubernetes`` (TokenReview and SubjectAccessReview answers
     cached, as in production), called with a ServiceAccount's bound token, and a ChatQuota

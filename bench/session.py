@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +50,8 @@ def chat_endpoint(name: str, port: int, model: str, *, key: str | None = None,
 
 
 def _governed(port: int, token: str | None, provider: str) -> bool:
-    """Whether the relay at ``port`` answers ``provider`` with a quota's headers."""
+    """Whether the relay at ``port`` answers ``provider`` with a quota's headers (not yet,
+    when it still refuses a token or a provider it has not caught up with: 401, 403, 503)."""
     body = json.dumps({"model": f"{RELAY_NS}/{provider}/{MODEL}", "max_tokens": 8,
                        "messages": [{"role": "user", "content": "hello"}]}).encode()
     headers = {"Content-Type": "application/json"}
@@ -57,8 +59,13 @@ def _governed(port: int, token: str | None, provider: str) -> bool:
         headers["Authorization"] = f"Bearer {token}"
     req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/chat/completions", data=body,
                                  headers=headers)
-    with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
-        return resp.headers.get("x-ratelimit-limit-requests") is not None
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:  # noqa: S310 - loopback
+            return resp.headers.get("x-ratelimit-limit-requests") is not None
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403, 503):
+            return False
+        raise
 
 
 async def until_governed(port: int, token: str | None, provider: str,
