@@ -112,6 +112,7 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
     import httptools
     import uvloop
 
+    from bench import oha
     from bench.stack import litellm_version, nginx_version, portkey_version
 
     mem = Path("/proc/meminfo").read_text().split("\n")[0].split()[1]
@@ -126,7 +127,8 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
         "versions": f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, "
                     f"httptools {httptools.__version__}, uvloop {uvloop.__version__}, "
                     f"LiteLLM {litellm_version()}, Portkey gateway {portkey_version()} (node "
-                    f"{_node_version()}), nginx {nginx_version()}, wrk 4.1.0 (Debian)",
+                    f"{_node_version()}), nginx {nginx_version()}, wrk 4.1.0 (Debian), "
+                    f"oha {oha.version()} (crates.io)",
         "placement": ("proxy under test (relay, LiteLLM, Portkey, nginx) alone on CPU 1; load "
                       "generator and upstreams on CPU 0; control plane and operator "
                       "unpinned") if cfg.proxy_cpus else "no CPU pinning",
@@ -145,9 +147,12 @@ def meta(cfg: BenchConfig, argv: list[str], started: float) -> dict[str, Any]:
                       "x-portkey-provider and x-portkey-custom-host headers); "
                       "nginx (1 worker, keep-alive upstream pool, proxy_buffering off)",
         "upstream": "the project's dev server (`bench/upstream.py`: devserver + key "
-                    "record), a separate process",
+                    "record), a separate process; for case 3's second frontier, an nginx "
+                    "answering one fixed chat completion",
         "load generator": "bench/client.py + bench/loadgen.py: asyncio protocols, open loop, "
-                          "latency from the intended send time",
+                          "latency from the intended send time; for case 3's second frontier, "
+                          "oha (Rust, from crates.io) with -q and --latency-correction: open "
+                          "loop, latency from the scheduled send time",
     }
 
 

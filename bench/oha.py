@@ -17,7 +17,7 @@ from typing import Any
 
 from bench.stack import OHA
 
-__all__ = ["Target", "Window", "attack", "available", "window"]
+__all__ = ["Target", "Window", "attack", "available", "version", "window"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,14 @@ class Window:
 
 def available() -> bool:
     return OHA.exists()
+
+
+def version() -> str:
+    if not available():
+        return "not installed"
+    out = subprocess.run([str(OHA), "--version"], capture_output=True, text=True,  # noqa: S603
+                         timeout=10).stdout
+    return out.strip().removeprefix("oha ") or "unknown"
 
 
 def attack(target: Target, rate: float, seconds: float, connections: int,

@@ -213,6 +213,8 @@ async def compiled(s: Session) -> dict[str, Any]:
     upstream: both ends compiled, so the generator's ceiling (direct) is far above the
     relay's frontier, and is reported so that nginx's can be read against it."""
     cfg = s.cfg
+    if not oha.available():
+        raise RuntimeError("oha is not installed: run `bash bench/install.sh`")
     static = s.upstreams["static"]
     nginx, nginx_port = s.stack.nginx(static)
     targets = {"direct": (static.port, MODEL, UPSTREAM_KEY),
