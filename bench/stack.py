@@ -99,20 +99,12 @@ class Stack:
         /v1/models`` with ``model``: an upstream far cheaper than any proxy under test, so
         that a compiled generator measures the proxy and not the upstream. Pinned with the
         generator."""
-        exe = shutil.which("nginx") or "/usr/sbin/nginx"
-        prefix = self.cfg.results_dir / "upstream-static"
-        prefix.mkdir(parents=True, exist_ok=True)
-        port = free_port()
-        conf = prefix / "nginx.conf"
-        conf.write_text(STATIC_CONF.format(
-            prefix=prefix, port=port, answer=json.dumps(static_answer(model)),
-            models=json.dumps({"object": "list", "data": [
-                {"id": model, "object": "model", "created": 0, "owned_by": "bench"}]})))
-        proc = self._start(Proc(
-            "upstream-static", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            self.logs / "upstream-static.log", cpus=self.cfg.driver_cpus or self.cfg.all_cpus,
-            env=self.env()))
-        wait_http(f"http://127.0.0.1:{port}/health", 10, proc)
+        models = {"object": "list", "data": [
+            {"id": model, "object": "model", "created": 0, "owned_by": "bench"}]}
+        routes = (f"location = /v1/models {{ return 200 '{json.dumps(models)}'; }}\n"
+                  f"        location / {{ return 200 '{json.dumps(static_answer(model))}'; }}")
+        proc, port = self._nginx("upstream-static", "", routes,
+                                 self.cfg.driver_cpus or self.cfg.all_cpus)
         return Upstream("static", port, proc)
 
     # -- operator and relay -----------------------------------------------------------------
@@ -181,16 +173,25 @@ class Stack:
 
     def nginx(self, upstream: Upstream) -> tuple[Proc, int]:
         """nginx as a plain reverse proxy: one worker, keep-alive upstream, unbuffered."""
+        return self._nginx(
+            f"nginx-{upstream.name}",
+            f"upstream devserver {{ server 127.0.0.1:{upstream.port}; keepalive 256; }}",
+            PROXY_ROUTES, self.cfg.proxy_cpus or self.cfg.all_cpus)
+
+    def _nginx(self, name: str, upstreams: str, routes: str,
+               cpus: set[int]) -> tuple[Proc, int]:
+        """One nginx worker on ``cpus``, serving ``routes`` (location blocks) with
+        ``upstreams`` (upstream blocks), its files under the results' ``name``."""
         exe = shutil.which("nginx") or "/usr/sbin/nginx"
-        prefix = self.cfg.results_dir / f"nginx-{upstream.name}"
+        prefix = self.cfg.results_dir / name
         prefix.mkdir(parents=True, exist_ok=True)
         port = free_port()
         conf = prefix / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstream=upstream.port))
+        conf.write_text(NGINX_CONF.format(prefix=prefix, port=port, upstreams=upstreams,
+                                          routes=routes))
         proc = self._start(Proc(
-            "nginx", [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
-            self.logs / f"nginx-{upstream.name}.log", cpus=self.cfg.proxy_cpus or self.cfg.all_cpus,
-            env=self.env()))
+            name, [exe, "-p", str(prefix), "-c", str(conf), "-g", "daemon off;"],
+            self.logs / f"{name}.log", cpus=cpus, env=self.env()))
         wait_http(f"http://127.0.0.1:{port}/health", 10, proc)
         return proc, port
 
@@ -202,46 +203,27 @@ error_log {prefix}/error.log warn;
 events {{ worker_connections 8192; }}
 http {{
     access_log off;
-    client_body_temp_path {prefix}/body;
-    proxy_temp_path {prefix}/proxy;
-    fastcgi_temp_path {prefix}/fastcgi;
-    uwsgi_temp_path {prefix}/uwsgi;
-    scgi_temp_path {prefix}/scgi;
-    upstream devserver {{ server 127.0.0.1:{upstream}; keepalive 256; }}
-    server {{
-        listen 127.0.0.1:{port} backlog=4096;
-        keepalive_requests 1000000;
-        location / {{
-            proxy_pass http://devserver;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_buffering off;
-        }}
-    }}
-}}
-"""
-
-STATIC_CONF = """\
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 16384; }}
-http {{
-    access_log off;
     default_type application/json;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
+    {upstreams}
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         keepalive_requests 1000000;
-        location = /v1/models {{ return 200 '{models}'; }}
-        location / {{ return 200 '{answer}'; }}
+        {routes}
     }}
 }}
 """
+
+PROXY_ROUTES = """location / {
+            proxy_pass http://devserver;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }"""
 
 
 def static_answer(model: str) -> dict[str, object]:

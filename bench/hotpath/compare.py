@@ -31,12 +31,9 @@ from typing import Any
 
 from bench.cases.throughput import parse_wrk
 from bench.config import ROOT
+from bench.stack import static_answer
 
-ANSWER = json.dumps({
-    "id": "chatcmpl-bench", "object": "chat.completion", "created": 0, "model": "bench",
-    "choices": [{"index": 0, "message": {"role": "assistant", "content": "hello"},
-                 "finish_reason": "stop"}],
-    "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}})
+ANSWER = json.dumps(static_answer("bench"))
 BODY = json.dumps({"model": "bench", "messages": [{"role": "user", "content": "hello"}]})
 PROXY_CPU, DRIVER_CPU = "1", "0"
 
