@@ -21,6 +21,7 @@ from .test_secrets import _force_ready
 from .traffic import Balancer, HoldingApiProxy
 
 MSG = [{"role": "user", "content": "hi"}]
+FROZEN = "objects loaded at start are out of the garbage collector's walks"
 
 
 def _readyz(relay: ChatproviderProcess) -> int:
@@ -77,12 +78,14 @@ def test_a_fresh_relay_is_ready_only_once_providers_and_secrets_are_loaded(
             assert httpx.get(f"{relay.url}/healthz", timeout=5).status_code == 200
             seen.append(f"list held: {_readyz(relay)}")
             assert _readyz(relay) == 503
+            assert FROZEN not in relay.text()  # its heap is frozen once loaded, not before
 
             # 2. The (stale) list delivered: ready, and the watch that follows brings what
             # changed since (late becomes routable).
             proxy.release("chatproviders")
             wait_for(lambda: _readyz(relay) == 200, timeout=30, what="ready after the list")
             seen.append("list delivered: 200")
+            wait_for(lambda: FROZEN in relay.text(), timeout=30, what="the heap frozen")
             wait_for(lambda: _chat(relay.url, f"{ns}/late/m").status_code == 200, timeout=30,
                      what="the watch to deliver late's new status")
             assert _chat(relay.url, f"{ns}/early/m").status_code == 200

@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from chatprovider.cli.heap import freeze_when_ready
 from chatprovider.cli.options import build, settings_options
 from chatprovider.cli.ports import ensure_free, explain_bind_errors
 from chatprovider.controller.app import OperatorApp, RelayStarter
@@ -56,9 +57,11 @@ def embedded_relay(settings: RelaySettings, shared: OperatorSettings | None = No
 
 
 def serve(main: Callable[[asyncio.Event], Awaitable[None]],
-          event_loop: EventLoop = EventLoop.UVLOOP) -> None:
+          event_loop: EventLoop = EventLoop.UVLOOP, *,
+          ready: Callable[[], bool] | None = None) -> None:
     """Run ``main(stop_flag)`` until SIGINT/SIGTERM sets the flag, on uvloop or on asyncio's
-    own event loop (``event_loop``)."""
+    own event loop (``event_loop``). Once ``ready()`` (if given), the heap loaded at start is
+    frozen out of the garbage collector's walks (:mod:`chatprovider.cli.heap`)."""
 
     async def runner() -> None:
         stop = asyncio.Event()
@@ -66,7 +69,13 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]],
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
-        await main(stop)
+        freezer = None if ready is None else asyncio.create_task(
+            freeze_when_ready(ready), name="freeze the heap")
+        try:
+            await main(stop)
+        finally:
+            if freezer is not None:
+                freezer.cancel()
 
     if event_loop == EventLoop.UVLOOP:
         import uvloop
@@ -91,7 +100,8 @@ def run(**options: Any) -> None:
     starter = embedded_relay(relay_settings, settings) if settings.relay else None
     app = OperatorApp(settings, relay=starter, secret_values=secret_values)
     with explain_bind_errors("--relay-port", "--health-port"):
-        serve(app.run, settings.event_loop)
+        serve(app.run, settings.event_loop,
+              ready=lambda: app.watch is not None and app.watch.synced())
 
 
 @click.command(short_help="Run the relay alone (scalable, every replica active).")
@@ -107,4 +117,5 @@ def relay(**options: Any) -> None:
     ensure_free(relay_settings.host, relay_settings.port, "--relay-port")
     app = RelayApp(settings, relay_settings, secret_values=secret_values)
     with explain_bind_errors("--relay-port"):
-        serve(app.run, settings.event_loop)
+        serve(app.run, settings.event_loop,
+              ready=lambda: app.relay is not None and app.relay.is_ready())
