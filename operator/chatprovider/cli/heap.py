@@ -29,9 +29,14 @@ log = logging.getLogger(__name__)
 
 async def freeze_when_ready(ready: Callable[[], bool], interval: float = 0.5) -> int:
     """Wait until ``ready()`` (checked every ``interval`` seconds), then collect and freeze the
-    heap; returns how many objects are frozen."""
-    while not ready():
-        await asyncio.sleep(interval)
+    heap; returns how many objects are frozen. A ``ready`` that raises is logged, and nothing
+    is frozen (the process runs on, as it would without this)."""
+    try:
+        while not ready():
+            await asyncio.sleep(interval)
+    except Exception as exc:  # noqa: BLE001 - an optimisation must not stop the process
+        log.error("the heap was not frozen: %s", type(exc).__name__, exc_info=exc)
+        return 0
     gc.collect()
     gc.freeze()
     frozen = gc.get_freeze_count()

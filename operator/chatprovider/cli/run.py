@@ -76,10 +76,6 @@ def serve(main: Callable[[asyncio.Event], Awaitable[None]],
         finally:
             if freezer is not None:
                 freezer.cancel()
-                failure, = await asyncio.gather(freezer, return_exceptions=True)
-                if isinstance(failure, Exception):
-                    log.error("the heap was not frozen: %s", type(failure).__name__,
-                              exc_info=failure)
 
     if event_loop == EventLoop.UVLOOP:
         import uvloop
