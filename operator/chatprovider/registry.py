@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from pydantic import ValidationError
@@ -47,15 +48,15 @@ class ProviderView:
     labels: Mapping[str, str] = field(default_factory=dict)
     """The provider's labels (ChatQuotas select providers by them)."""
 
-    @property
+    @cached_property
     def ready(self) -> bool:
-        """Ready=True for the current generation."""
+        """Ready=True for the current generation (computed once: a view never changes)."""
         cond = ready_condition(self.status)
         return cond is not None and cond.status == "True" and (
             self.status.observed_generation is None
             or self.status.observed_generation == self.generation)
 
-    @property
+    @cached_property
     def model_ids(self) -> tuple[str, ...]:
         return tuple(m.id for m in self.status.models)
 
