@@ -40,8 +40,10 @@ async def read_body(resp: UpstreamResponse, target: Target, limit: int) -> bytes
     size = 0
     try:
         while True:
-            async with asyncio.timeout(target.idle):
-                chunk = await resp.readany()
+            chunk = resp.read_nowait()
+            if chunk is None:  # nothing here yet: wait, at most the idle timeout
+                async with asyncio.timeout(target.idle):
+                    chunk = await resp.readany()
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)

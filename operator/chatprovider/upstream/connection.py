@@ -95,16 +95,21 @@ class UpstreamResponse:
         """The next bytes of the body (whatever has arrived), or ``b""`` at its end. Raises
         :class:`UpstreamDisconnected` when the connection broke before the end. Cancelling a
         pending call loses nothing."""
-        while not self._chunks:
-            if self._error is not None:
-                raise self._error
-            if self._ended:
-                return b""
+        while (chunk := self.read_nowait()) is None:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
+        return chunk
+
+    def read_nowait(self) -> bytes | None:
+        """What :meth:`readany` would return without waiting; None when it would wait. (A
+        small answer is often all here with its headers: reading it needs no timer.)"""
+        if not self._chunks:
+            if self._error is not None:
+                raise self._error
+            return b"" if self._ended else None
         chunk = self._chunks.popleft()
         self._buffered -= len(chunk)
         if self._buffered <= HIGH_WATER // 4 and self._connection is not None:

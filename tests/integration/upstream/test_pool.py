@@ -222,6 +222,35 @@ def test_closing_an_answer_half_read_drops_its_connection() -> None:
     asyncio.run(scenario())
 
 
+def test_what_has_arrived_is_read_without_waiting_and_nothing_more() -> None:
+    """``read_nowait`` gives the body bytes already here, None while the rest is still on its
+    way, and ``b""`` once the answer has ended (the relay reads a small answer without a
+    timer only when it is all here)."""
+    release = asyncio.Event()
+
+    async def in_two_parts(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % len(OK) + OK[:4])
+        await writer.drain()
+        await release.wait()
+        writer.write(OK[4:])
+        return True
+
+    async def scenario() -> None:
+        async with ScriptedServer(in_two_parts) as server:
+            p = pool()
+            response = await p.post(server.url, [], b"{}", 5.0)
+            assert await response.readany() == OK[:4]
+            assert response.read_nowait() is None  # the rest is held back by the server
+            release.set()
+            assert await response.readany() == OK[4:]
+            assert response.read_nowait() == b""  # the end, known without waiting
+            response.release()
+            await p.close()
+
+    asyncio.run(scenario())
+
+
 def assert_answer_breaks(sent: bytes) -> None:
     """A server that answers ``sent`` and holds the connection open: the parser, not a close,
     breaks the answer."""
