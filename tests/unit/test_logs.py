@@ -10,7 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from chatprovider.logs import JsonFormatter, RedactingFilter, SecretValues, TransientRetryFilter
+from chatprovider.logs import (
+    JsonFormatter,
+    RedactingFilter,
+    SecretValues,
+    TextFormatter,
+    TransientRetryFilter,
+)
 
 TOKEN = "sk-canary-0123456789abcdef"
 
@@ -39,6 +45,17 @@ def test_json_lines_carry_the_fields_of_a_record(captured) -> None:
     assert entry["level"] == "info" and entry["logger"] == "chatprovider.test-logs"
     assert (entry["method"], entry["status"], entry["stream"], entry["provider"]) == (
         "POST", 200, False, None)
+
+
+def test_time_stamps_are_logging_s_own_within_a_second_and_across_one() -> None:
+    ours, json_lines, reference = TextFormatter(), JsonFormatter(), logging.Formatter()
+    for created in (1_765_000_000.001, 1_765_000_000.999, 1_765_000_001.5, 1_765_000_000.25):
+        record = logging.LogRecord("x", logging.INFO, "", 0, "m", None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.formatTime(record) == reference.formatTime(record)
+        assert ours.format(record).startswith(reference.formatTime(record) + " INFO    x: m")
+        assert json.loads(json_lines.format(record))["time"] == \
+            reference.formatTime(record, "%Y-%m-%dT%H:%M:%S")
 
 
 def test_text_lines_show_the_message_only(captured) -> None:
