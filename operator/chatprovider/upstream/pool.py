@@ -66,7 +66,11 @@ class Pool:
         self._keepalive = keepalive_timeout
         self._dns_ttl = dns_ttl
         self._idle: dict[_Origin, deque[Connection]] = {}
-        self._expiry: dict[Connection, asyncio.TimerHandle] = {}
+        """Idle connections by origin, the longest idle first."""
+        self._idle_since: dict[Connection, float] = {}
+        self._sweep: asyncio.TimerHandle | None = None
+        """When the longest idle connection is due to be closed (one timer for the pool, not
+        one per request)."""
         self._open: set[Connection] = set()
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self.closed = False
@@ -95,9 +99,10 @@ class Pool:
 
     async def close(self) -> None:
         self.closed = True
-        for handle in self._expiry.values():
-            handle.cancel()
-        self._expiry.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        self._idle_since.clear()
         self._idle.clear()
         connections = list(self._open)
         for connection in connections:
@@ -109,38 +114,44 @@ class Pool:
     # -- idle connections ---------------------------------------------------------------------
     def _take(self, origin: _Origin) -> Connection | None:
         idle = self._idle.get(origin)
+        now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to be stale
-            handle = self._expiry.pop(connection, None)
-            if handle is not None:
-                handle.cancel()
-            if connection.usable:
+            since = self._idle_since.pop(connection, now)
+            if connection.usable and now - since < self._keepalive:
                 return connection
+            connection.abort()  # past its keep-alive (its sweep is late): never reused
         return None
 
     def _idle_again(self, origin: _Origin, connection: Connection) -> None:
         if self.closed or self._keepalive <= 0:
             connection.abort()
             return
+        loop = asyncio.get_running_loop()
         self._idle.setdefault(origin, deque()).append(connection)
-        self._expiry[connection] = asyncio.get_running_loop().call_later(
-            self._keepalive, self._expire, origin, connection)
+        self._idle_since[connection] = loop.time()
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._keepalive, self._close_expired)
 
-    def _expire(self, origin: _Origin, connection: Connection) -> None:
-        self._expiry.pop(connection, None)
-        idle = self._idle.get(origin)
-        if idle is not None and connection in idle:
-            idle.remove(connection)
-        connection.abort()
+    def _close_expired(self) -> None:
+        """Close the connections idle for ``keepalive_timeout``; come back when the next is."""
+        loop = asyncio.get_running_loop()
+        now, due = loop.time(), None
+        for idle in self._idle.values():
+            while idle and now - self._idle_since[idle[0]] >= self._keepalive:
+                self._idle_since.pop(connection := idle.popleft())
+                connection.abort()
+            if idle:
+                at = self._idle_since[idle[0]] + self._keepalive
+                due = at if due is None else min(due, at)
+        self._sweep = loop.call_at(due, self._close_expired) if due is not None else None
 
     def _forget(self, origin: _Origin, connection: Connection) -> None:
         self._open.discard(connection)
-        handle = self._expiry.pop(connection, None)
-        if handle is not None:
-            handle.cancel()
-        idle = self._idle.get(origin)
-        if idle is not None and connection in idle:
-            idle.remove(connection)
+        if self._idle_since.pop(connection, None) is not None:
+            idle = self._idle.get(origin)
+            if idle is not None and connection in idle:
+                idle.remove(connection)
 
     # -- new connections ----------------------------------------------------------------------
     async def _connect(self, origin: _Origin, tunnel: bool, timeout: float) -> Connection:

@@ -115,6 +115,21 @@ def test_requests_in_turn_share_one_kept_alive_connection() -> None:
     asyncio.run(scenario())
 
 
+def test_a_connection_idle_past_the_keepalive_timeout_is_closed_and_not_reused() -> None:
+    async def scenario() -> None:
+        async with ScriptedServer(length_framed) as server:
+            p = Pool(ssl.create_default_context(), PolicyResolver(EgressPolicy()), proxy=None,
+                     keepalive_timeout=0.2, dns_ttl=10.0)
+            assert (await post(p, server.url))[1] == OK
+            async with asyncio.timeout(10):
+                await server.gone.wait()  # the pool closed it once it had been idle 0.2 s
+            assert (await post(p, server.url))[1] == OK
+            await p.close()
+        assert server.connections == 2
+
+    asyncio.run(scenario())
+
+
 def test_a_kept_alive_connection_the_server_dropped_is_replaced_unnoticed() -> None:
     async def answer(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
         if n == 1:
