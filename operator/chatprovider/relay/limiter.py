@@ -8,8 +8,7 @@ ends.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 
 from chatprovider.domain.openai_errors import OpenAIError
 from chatprovider.domain.routing import ProviderRef
@@ -35,8 +34,12 @@ class ProviderLimiter:
         self._on_busy = on_busy
         self._slots: dict[ProviderRef, asyncio.Semaphore] = {}
 
-    @asynccontextmanager
-    async def slot(self, provider: ProviderRef) -> AsyncIterator[None]:
+    def slot(self, provider: ProviderRef) -> _Slot:
+        """``async with limiter.slot(provider):`` holds one of its slots (a class, not a
+        generator-based context manager: a third of the cost, on every request)."""
+        return _Slot(self, provider)
+
+    async def _acquire(self, provider: ProviderRef) -> asyncio.Semaphore:
         slots = self._slots.get(provider)
         if slots is None:
             slots = self._slots[provider] = asyncio.Semaphore(self._limit)
@@ -52,7 +55,21 @@ class ProviderLimiter:
                 raise ProviderBusy(provider) from None
         else:
             await slots.acquire()
-        try:
-            yield
-        finally:
-            slots.release()
+        return slots
+
+
+class _Slot:
+    __slots__ = ("_limiter", "_provider", "_held")
+
+    def __init__(self, limiter: ProviderLimiter, provider: ProviderRef) -> None:
+        self._limiter = limiter
+        self._provider = provider
+        self._held: asyncio.Semaphore | None = None
+
+    async def __aenter__(self) -> None:
+        self._held = await self._limiter._acquire(self._provider)  # noqa: SLF001
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._held is not None:
+            self._held.release()
+            self._held = None
