@@ -31,8 +31,8 @@ class Forwarder:
         try:
             self._transports.check_destination(target.host, target.profile)
             pool = self._transports.pool(target.profile)
-            async with asyncio.timeout(target.connect + target.first_byte):
-                return await pool.post(target.url, headers, body, target.connect)
+            return await pool.post(target.url, headers, body, target.connect,
+                                   timeout=target.connect + target.first_byte)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified; the message is not kept

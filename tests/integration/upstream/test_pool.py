@@ -214,6 +214,28 @@ def test_an_interim_answer_is_passed_over() -> None:
     asyncio.run(scenario())
 
 
+def test_an_answer_later_than_its_timeout_fails_and_its_connection_is_not_reused() -> None:
+    held = asyncio.Event()
+
+    async def first_silent(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
+        if not held.is_set():  # the first request: taken, never answered
+            held.set()
+            await asyncio.Event().wait()
+        return await length_framed(n, head, writer)
+
+    async def scenario() -> None:
+        async with ScriptedServer(first_silent) as server:
+            p = pool()
+            with pytest.raises(TimeoutError) as raised:
+                await p.post(server.url, [], b"{}", 5.0, timeout=0.2)
+            assert (await post(p, server.url))[1] == OK
+            await p.close()
+        assert classify(raised.value).kind.value == "timeout"
+        assert server.connections == 2  # the one given up on was dropped, not reused
+
+    asyncio.run(scenario())
+
+
 def test_closing_an_answer_half_read_drops_its_connection() -> None:
     async def endless(n: int, head: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
