@@ -3,6 +3,7 @@ structured fields of a record; the message is formatted once."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -12,6 +13,7 @@ import pytest
 
 from chatprovider.logs import (
     JsonFormatter,
+    LineHandler,
     RedactingFilter,
     SecretValues,
     TextFormatter,
@@ -164,3 +166,45 @@ def test_other_kopf_errors_stay_errors() -> None:
         assert record.levelno == logging.ERROR
     ours = logging.LogRecord("chatprovider.x", logging.ERROR, __file__, 1, STORAGE_429, None, None)
     assert TransientRetryFilter(logging.WARNING).filter(ours) and ours.levelno == logging.ERROR
+
+
+class _Stream(io.StringIO):
+    """Counts how often the handler flushes (each flush of stderr is one system call)."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+
+
+def test_lines_logged_in_one_loop_iteration_are_flushed_once_at_its_end() -> None:
+    stream = _Stream()
+    handler = LineHandler(stream)
+    logger = logging.getLogger("chatprovider.test-line-handler")
+    logger.handlers[:] = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+
+    async def burst() -> None:
+        for n in range(50):
+            logger.info("line %d", n)
+        assert stream.getvalue().count("\n") == 50 and stream.flushes == 0  # written, pending
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert stream.flushes == 1
+        logger.warning("a warning")  # flushed at once: never waits behind a loop turn
+        assert stream.flushes == 2
+
+    try:
+        asyncio.run(burst())
+        asyncio.run(_one(logger))
+        assert stream.flushes == 3  # a second loop in turn: flushed at its own iteration's end
+        logger.info("outside any loop")
+        assert stream.flushes == 4
+    finally:
+        logger.handlers.clear()
+
+
+async def _one(logger: logging.Logger) -> None:
+    logger.info("in another loop")
+    await asyncio.sleep(0)
