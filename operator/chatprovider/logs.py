@@ -14,11 +14,14 @@ does): JSON output puts them next to the message, text output shows the message 
 Lines are written as they are logged, and flushed to stderr once per event-loop iteration
 (:class:`LineHandler`): under load the relay's access lines cost one system call per iteration,
 not one each. A WARNING or worse, and anything logged outside an event loop, is flushed at once.
+What is written to ``sys.stderr`` directly (a traceback the interpreter prints) may come before
+INFO lines of the same iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -121,40 +124,44 @@ class TransientRetryFilter(logging.Filter):
         return True
 
 
-class LineHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes each record at once; flushes at the end of the event loop's current iteration
-    when logged on a loop's thread (one system call for every line of the iteration), else at
-    once, and at once for a WARNING or worse. At most one iteration's lines can be lost if the
-    process is killed; logging's shutdown flushes the rest."""
+class LineHandler(logging.StreamHandler[TextIO]):
+    """Writes each record at once; flushes it with the other lines of the event loop's
+    iteration, in the loop's next turn, when logged on a loop's thread (one system call for
+    them all). A WARNING or worse, and a record logged outside a loop, is flushed at once, and
+    so is everything before it. Lines still to flush are lost if the process is killed, and a
+    loop blocked in synchronous code holds its last lines until it returns; logging's shutdown
+    flushes the rest."""
 
     def __init__(self, stream: TextIO) -> None:
         super().__init__(stream)
-        self._urgent = True
         self._pending: asyncio.AbstractEventLoop | None = None
         """The loop a flush is scheduled on (the process may run more than one, in turn)."""
 
     def emit(self, record: logging.LogRecord) -> None:
-        self._urgent = record.levelno >= logging.WARNING
-        super().emit(record)  # formats, writes, then calls flush()
-
-    def flush(self) -> None:
         try:
-            loop = None if self._urgent else asyncio.get_running_loop()
-        except RuntimeError:  # not on an event loop's thread
-            loop = None
-        if loop is None:
-            super().flush()
-        elif self._pending is not loop:
+            self.stream.write(self.format(record) + self.terminator)
+            if record.levelno >= logging.WARNING or not self._flush_soon():
+                self.flush()
+        except RecursionError:  # as logging's own handlers
+            raise
+        except Exception:  # noqa: BLE001 - logging reports it (Handler.handleError)
+            self.handleError(record)
+
+    def _flush_soon(self) -> bool:
+        """Flush in the running loop's next turn; False when no loop runs on this thread."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        if self._pending is not loop:
             self._pending = loop
             loop.call_soon(self._flush_pending)
+        return True
 
     def _flush_pending(self) -> None:
         self._pending = None
-        super().flush()
-
-    def close(self) -> None:
-        self._urgent = True
-        super().close()
+        with contextlib.suppress(OSError, ValueError):  # stderr gone: as logging.shutdown does
+            self.flush()
 
 
 def _stderr() -> TextIO:
@@ -164,8 +171,9 @@ def _stderr() -> TextIO:
         fd = sys.stderr.fileno()
     except (AttributeError, OSError, ValueError):
         return sys.stderr
-    return open(fd, "w", buffering=1 << 16, encoding="utf-8",  # noqa: SIM115 - lives with the
-                errors="backslashreplace", closefd=False)  # process, like sys.stderr
+    # (not closed: it lives as long as the process, like sys.stderr)
+    return open(fd, "w", buffering=1 << 16, encoding="utf-8",  # noqa: SIM115
+                errors="backslashreplace", closefd=False)
 
 
 class _Stamped(logging.Formatter):
@@ -218,7 +226,8 @@ def setup_logging(level: str = "INFO", fmt: str = "text",
     handler.setFormatter(JsonFormatter() if fmt == "json" else
                          TextFormatter())
     # Neither format shows where a line was logged from, or its process or thread: logging's
-    # HOWTO ("Optimization") says how not to collect them for every record.
+    # HOWTO ("Optimization") says how not to collect them for every record. (Process-wide, like
+    # the root handler set here; it also turns off stack_info= and stacklevel=, unused here.)
     logging._srcfile = None  # noqa: SLF001
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()

@@ -177,10 +177,11 @@ class _Stream(io.StringIO):
         self.flushes += 1
 
 
-def test_lines_logged_in_one_loop_iteration_are_flushed_once_at_its_end() -> None:
+def test_the_lines_of_a_loop_iteration_are_flushed_together_and_a_warning_at_once() -> None:
     stream = _Stream()
     handler = LineHandler(stream)
     logger = logging.getLogger("chatprovider.test-line-handler")
+    saved = logger.propagate, logger.level
     logger.handlers[:] = [handler]
     logger.propagate = False
     logger.setLevel(logging.INFO)
@@ -203,6 +204,8 @@ def test_lines_logged_in_one_loop_iteration_are_flushed_once_at_its_end() -> Non
         assert stream.flushes == 4
     finally:
         logger.handlers.clear()
+        logger.propagate = saved[0]
+        logger.setLevel(saved[1])
 
 
 async def _one(logger: logging.Logger) -> None:

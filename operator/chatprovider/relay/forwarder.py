@@ -32,7 +32,7 @@ class Forwarder:
             self._transports.check_destination(target.host, target.profile)
             pool = self._transports.pool(target.profile)
             return await pool.post(target.url, headers, body, target.connect,
-                                   timeout=target.connect + target.first_byte)
+                                   headers_timeout=target.connect + target.first_byte)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - classified; the message is not kept

@@ -59,6 +59,8 @@ class ProviderLimiter:
 
 
 class _Slot:
+    """One slot of a provider, held for an ``async with`` block."""
+
     __slots__ = ("_limiter", "_provider", "_held")
 
     def __init__(self, limiter: ProviderLimiter, provider: ProviderRef) -> None:

@@ -25,22 +25,22 @@ __all__ = ["CONTENT_TYPE", "Labelled", "RelayMetrics"]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
-M = TypeVar("M", Counter, Gauge, Histogram)
+_M = TypeVar("_M", Counter, Gauge, Histogram)
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _TTFT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 
-class Labelled(Generic[M]):
+class Labelled(Generic[_M]):
     """A metric with labels whose series are found in one dictionary look-up on the hot path
     (``prometheus_client``'s ``labels()`` checks and converts the values and takes a lock on
     every call). Series are never removed, so what is kept here is what the metric keeps."""
 
-    def __init__(self, metric: M) -> None:
-        self.metric: M = metric
-        self._series: dict[tuple[str, ...], M] = {}
+    def __init__(self, metric: _M) -> None:
+        self.metric: _M = metric
+        self._series: dict[tuple[str, ...], _M] = {}
 
-    def labels(self, *values: str) -> M:
+    def labels(self, *values: str) -> _M:
         series = self._series.get(values)
         if series is None:
             series = self._series[values] = self.metric.labels(*values)

@@ -67,23 +67,25 @@ class Pool:
         self._dns_ttl = dns_ttl
         self._idle: dict[_Origin, deque[Connection]] = {}
         """Idle connections by origin, the longest idle first."""
-        self._idle_since: dict[Connection, float] = {}
+        self._expires: dict[Connection, float] = {}
+        """When each idle connection is to be closed (loop time)."""
         self._sweep: asyncio.TimerHandle | None = None
-        """When the longest idle connection is due to be closed (one timer for the pool, not
-        one per request)."""
+        """The timer that closes the connection idle the longest when it expires: one for the
+        pool, not one per request."""
         self._open: set[Connection] = set()
         self._dns: dict[tuple[str, int], tuple[float, list[str]]] = {}
         self.closed = False
 
     async def post(self, url: str, headers: Sequence[tuple[str, str]], body: bytes,
-                   connect_timeout: float, timeout: float | None = None) -> UpstreamResponse:
-        """POST ``body`` to ``url``; the answer once its headers arrived, within ``timeout``
-        seconds from now (None: no limit) and a new connection within ``connect_timeout``.
-        Raises ``TimeoutError``, the :mod:`~chatprovider.upstream.connection` errors,
-        ``EgressDenied`` and ``ssl`` errors (:func:`~chatprovider.upstream.failures.classify`
-        names them)."""
+                   connect_timeout: float, headers_timeout: float | None = None
+                   ) -> UpstreamResponse:
+        """POST ``body`` to ``url``; the answer once its headers arrived, within
+        ``headers_timeout`` seconds from now (None: no limit); a new connection within
+        ``connect_timeout`` and that deadline. Raises ``TimeoutError``, the
+        :mod:`~chatprovider.upstream.connection` errors, ``EgressDenied`` and ``ssl`` errors
+        (:func:`~chatprovider.upstream.failures.classify` names them)."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        deadline = None if headers_timeout is None else loop.time() + headers_timeout
         target = URL(url)
         origin = _origin(target)
         tunnel = self._proxy is not None and origin.scheme == "https"
@@ -98,7 +100,14 @@ class Pool:
                 # The server closed the kept-alive connection as the request went out on it
                 # (llama-server does after a stream): once more, on a new connection.
                 pass
-        connection = await self._connect(origin, tunnel, connect_timeout)
+        left = None if deadline is None else deadline - loop.time()
+        if left is None or left >= connect_timeout:
+            connection = await self._connect(origin, tunnel, connect_timeout)
+        else:  # less is left than a connect may take (a reused connection failed late)
+            try:
+                connection = await self._connect(origin, tunnel, max(left, 0.0))
+            except UpstreamConnectTimeout:
+                raise TimeoutError("no answer within the timeout") from None
         return await _exchange(connection, request, deadline)
 
     async def close(self) -> None:
@@ -106,7 +115,7 @@ class Pool:
         if self._sweep is not None:
             self._sweep.cancel()
             self._sweep = None
-        self._idle_since.clear()
+        self._expires.clear()
         self._idle.clear()
         connections = list(self._open)
         for connection in connections:
@@ -121,8 +130,7 @@ class Pool:
         now = asyncio.get_running_loop().time()
         while idle:
             connection = idle.pop()  # the most recently used: the least likely to be stale
-            since = self._idle_since.pop(connection, now)
-            if connection.usable and now - since < self._keepalive:
+            if connection.usable and not _expired(self._expires.pop(connection), now):
                 return connection
             connection.abort()  # past its keep-alive (its sweep is late): never reused
         return None
@@ -133,26 +141,28 @@ class Pool:
             return
         loop = asyncio.get_running_loop()
         self._idle.setdefault(origin, deque()).append(connection)
-        self._idle_since[connection] = loop.time()
+        self._expires[connection] = loop.time() + self._keepalive
         if self._sweep is None:
             self._sweep = loop.call_later(self._keepalive, self._close_expired)
 
     def _close_expired(self) -> None:
         """Close the connections idle for ``keepalive_timeout``; come back when the next is."""
+        self._sweep = None
         loop = asyncio.get_running_loop()
         now, due = loop.time(), None
-        for idle in self._idle.values():
-            while idle and now - self._idle_since[idle[0]] >= self._keepalive:
-                self._idle_since.pop(connection := idle.popleft())
+        for idle in self._idle.values():  # each deque: the longest idle first
+            while idle and _expired(self._expires[idle[0]], now):
+                del self._expires[connection := idle.popleft()]
                 connection.abort()
             if idle:
-                at = self._idle_since[idle[0]] + self._keepalive
-                due = at if due is None else min(due, at)
-        self._sweep = loop.call_at(due, self._close_expired) if due is not None else None
+                first = self._expires[idle[0]]
+                due = first if due is None else min(due, first)
+        if due is not None:
+            self._sweep = loop.call_at(due, self._close_expired)
 
     def _forget(self, origin: _Origin, connection: Connection) -> None:
         self._open.discard(connection)
-        if self._idle_since.pop(connection, None) is not None:
+        if self._expires.pop(connection, None) is not None:
             idle = self._idle.get(origin)
             if idle is not None and connection in idle:
                 idle.remove(connection)
@@ -215,10 +225,13 @@ async def _exchange(connection: Connection, request: bytes,
     plain timer on the answer's future: ``asyncio.timeout`` cost 4.7 µs a request); a connection
     given up on while it waits (a timeout, a cancelled caller) is dropped, which cancels the
     upstream's work."""
-    answer = connection.send(request)
-    timer = None if deadline is None else \
-        asyncio.get_running_loop().call_at(deadline, _time_out, answer)
+    timer = None
     try:
+        if deadline is not None and deadline <= asyncio.get_running_loop().time():
+            raise TimeoutError("no answer within the timeout")  # before sending anything
+        answer = connection.send(request)
+        if deadline is not None:
+            timer = asyncio.get_running_loop().call_at(deadline, _time_out, answer)
         return await answer
     except BaseException:
         connection.abort()
@@ -226,6 +239,12 @@ async def _exchange(connection: Connection, request: bytes,
     finally:
         if timer is not None:
             timer.cancel()
+
+
+def _expired(expires: float, now: float) -> bool:
+    """Whether a connection's keep-alive is over (a millisecond early counts: timers fire to
+    the millisecond, and a sweep that found nothing due would come straight back)."""
+    return expires <= now + 0.001
 
 
 def _time_out(answer: asyncio.Future[UpstreamResponse]) -> None:

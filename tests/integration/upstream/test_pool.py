@@ -227,7 +227,7 @@ def test_an_answer_later_than_its_timeout_fails_and_its_connection_is_not_reused
         async with ScriptedServer(first_silent) as server:
             p = pool()
             with pytest.raises(TimeoutError) as raised:
-                await p.post(server.url, [], b"{}", 5.0, timeout=0.2)
+                await p.post(server.url, [], b"{}", 5.0, headers_timeout=0.2)
             assert (await post(p, server.url))[1] == OK
             await p.close()
         assert classify(raised.value).kind.value == "timeout"
